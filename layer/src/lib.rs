@@ -1,0 +1,1 @@
+//! The syncfile-wsi Vulkan layer.

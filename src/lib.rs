@@ -1,0 +1,1 @@
+//! syncfile: safe wrappers over the Linux dma-buf and sync_file ioctls.
