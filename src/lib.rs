@@ -1,1 +1,42 @@
-//! syncfile: safe wrappers over the Linux dma-buf and sync_file ioctls.
+//! Safe wrappers over the Linux dma-buf and sync_file ioctls.
+//!
+//! Linux shares buffers between drivers as *dma-bufs*. Each carries
+//! *implicit* fences: the drivers that use it attach a fence per access,
+//! and the next user waits for the ones it conflicts with (a reader for the
+//! writers, a writer for everyone). A *sync_file* is the *explicit* form of
+//! such a fence: a file descriptor that signals when its fences have.
+//!
+//! Since Linux 6.0 the two meet through two ioctls, which this crate wraps:
+//!
+//! * [`DmaBuf::export_sync_file`] turns the implicit fences an access would
+//!   wait for into a [`SyncFile`];
+//! * [`DmaBuf::import_sync_file`] adds a [`SyncFile`]'s fences to the
+//!   buffer's implicit fences, as a read or a write.
+//!
+//! Around them: waiting on both kinds of file with `poll(2)`
+//! ([`DmaBuf::wait`], [`SyncFile::wait`]), merging and inspecting sync_files
+//! ([`SyncFile::merge`], [`SyncFile::info`]), bracketing CPU access to a
+//! mapping ([`DmaBuf::cpu_access`]), and telling a kernel without the ioctls
+//! from every other failure ([`probe::probe`], [`Error::Unsupported`]).
+//!
+//! With the `test-sources` feature, [`sources`] makes dma-bufs and fences
+//! without a GPU (the system dma-heap, udmabuf and vgem), for tests.
+//!
+//! Like rustix, the crate is thin: one method per kernel operation, no
+//! waits the caller did not ask for, and errors that keep the kernel's
+//! errno.
+
+#![warn(missing_docs)]
+
+mod dma_buf;
+mod error;
+mod ioctl;
+mod poll;
+pub mod probe;
+#[cfg(feature = "test-sources")]
+pub mod sources;
+mod sync_file;
+
+pub use dma_buf::{is_dma_buf, Access, BorrowedDmaBuf, CpuAccess, DmaBuf};
+pub use error::{Error, Result};
+pub use sync_file::{FenceInfo, FenceStatus, SyncFile, SyncFileInfo};
