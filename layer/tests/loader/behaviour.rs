@@ -1,0 +1,436 @@
+//! What applications see with the layer on: the same devices, the device
+//! extensions it needs only where the driver has them, no validation error
+//! with the Khronos layer above or below it, and no crash from bad settings
+//! or a panic inside it.
+
+use std::process::Command;
+
+use libtest_mimic::{Completion, Failed};
+use serde_json::Value;
+use VkLayer_syncfile_wsi::manifest::{DEVICE_EXTENSIONS, INSTANCE_EXTENSIONS, LAYER_NAME};
+
+use crate::child::{APP_LAYERS, CANARY};
+use crate::discovery::{needs_vulkan, needs_vulkaninfo};
+use crate::support::{
+    check, child_json, in_vm, layer_lines, missing, run_ok, Machine, Outcome, Scratch,
+};
+
+const VALIDATION: &str = "VK_LAYER_KHRONOS_validation";
+
+/// The device extensions the layer needs, and the version making one unneeded.
+const NEEDED: [(&str, Option<u32>); 6] = [
+    ("VK_KHR_external_memory_fd", None),
+    ("VK_EXT_external_memory_dma_buf", None),
+    ("VK_EXT_image_drm_format_modifier", None),
+    ("VK_KHR_image_format_list", Some(ash::vk::API_VERSION_1_2)),
+    ("VK_KHR_external_semaphore_fd", None),
+    ("VK_KHR_external_fence_fd", None),
+];
+
+/// Turns the implicit layer on for `c` (or only points the loader at it).
+fn implicit(s: &Scratch, c: &mut Command, on: bool) {
+    c.env("XDG_DATA_HOME", s.path("data"))
+        .env("SYNCFILE_WSI_STATS", s.path("stats.json"));
+    if on {
+        c.env("ENABLE_SYNCFILE_WSI", "1");
+    }
+}
+
+fn stat(stats: &Value, path: &[&str]) -> u64 {
+    path.iter().fold(stats, |v, k| &v[*k]).as_u64().unwrap_or(0)
+}
+
+fn active(s: &Scratch) -> Result<Value, Failed> {
+    let stats = s
+        .stats()?
+        .ok_or("the layer was not active (no statistics)")?;
+    check(stat(&stats, &["instances", "created"]) > 0, || {
+        format!("the layer saw no instance: {stats}")
+    })?;
+    Ok(stats)
+}
+
+/// vulkaninfo's text minus what the manifests add (their extensions and
+/// the counts) and what changes between runs anyway.
+fn without_manifest_additions(text: &str) -> String {
+    let added: Vec<&str> = INSTANCE_EXTENSIONS
+        .iter()
+        .chain(DEVICE_EXTENSIONS)
+        .map(|e| e.name)
+        .collect();
+    let counts_differ = !added.is_empty();
+    text.lines()
+        .filter(|l| !added.iter().any(|a| l.contains(a)))
+        // VK_EXT_memory_budget's figures change from one run to the next.
+        .filter(|l| {
+            !["usage ", "budget "]
+                .iter()
+                .any(|w| l.trim_start().starts_with(w))
+        })
+        .filter(|l| !(counts_differ && l.contains("Extensions: count")))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+pub fn vulkaninfo_unchanged(m: &Machine) -> Outcome {
+    if let Some(skip) = needs_vulkaninfo(m) {
+        return skip;
+    }
+    let run = |on: bool| -> Result<String, Failed> {
+        let s = Scratch::new("vulkaninfo")?.with_manifests()?;
+        let mut c = s.command("vulkaninfo");
+        implicit(&s, &mut c, on);
+        let out = run_ok(&mut c)?;
+        if on {
+            active(&s)?;
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    let (without, with) = (run(false)?, run(true)?);
+    let (without, with) = (
+        without_manifest_additions(&without),
+        without_manifest_additions(&with),
+    );
+    if without != with {
+        let diff: Vec<String> = without
+            .lines()
+            .zip(with.lines())
+            .filter(|(a, b)| a != b)
+            .take(10)
+            .map(|(a, b)| format!("- {a}\n+ {b}"))
+            .collect();
+        return Err(format!("vulkaninfo differs with the layer:\n{}", diff.join("\n")).into());
+    }
+    Ok(Completion::Completed)
+}
+
+/// The `describe` scenario's JSON, with the layer on or off, and the scratch
+/// (for its statistics) and the layer's log lines.
+fn describe(env: &[(&str, &str)], on: bool) -> Result<(Value, Scratch, Vec<String>), Failed> {
+    let s = Scratch::new("describe")?.with_manifests()?;
+    let mut c = s.child("describe")?;
+    implicit(&s, &mut c, on);
+    c.envs(env.iter().copied());
+    let out = run_ok(&mut c)?;
+    Ok((child_json(&out)?, s, layer_lines(&out.stderr)))
+}
+
+pub fn ash_program_unchanged(m: &Machine) -> Outcome {
+    if let Some(skip) = needs_vulkan(m) {
+        return skip;
+    }
+    let (without, _, _) = describe(&[], false)?;
+    let (mut with, s, _) = describe(&[], true)?;
+    active(&s)?;
+    let strip = |list: &mut Value, added: &[VkLayer_syncfile_wsi::manifest::Extension]| {
+        if let Some(a) = list.as_array_mut() {
+            a.retain(|e| !added.iter().any(|x| e.as_str() == Some(x.name)));
+        }
+    };
+    strip(&mut with["instance_extensions"], INSTANCE_EXTENSIONS);
+    if let Some(devices) = with["devices"].as_array_mut() {
+        for d in devices {
+            strip(&mut d["extensions"], DEVICE_EXTENSIONS);
+        }
+    }
+    check(without == with, || {
+        format!("the program sees different devices:\nwithout: {without}\nwith: {with}")
+    })?;
+    Ok(Completion::Completed)
+}
+
+fn driver_has_all(device: &Value) -> bool {
+    let version = device["api_version"].as_u64().unwrap_or(0) as u32;
+    let listed = |n: &str| {
+        device["extensions"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|e| e == n))
+    };
+    version.min(ash::vk::API_VERSION_1_1) >= ash::vk::API_VERSION_1_1
+        && NEEDED
+            .iter()
+            .all(|&(n, core)| listed(n) || core.is_some_and(|c| version >= c))
+}
+
+pub fn extensions_where_the_driver_has_them(m: &Machine) -> Outcome {
+    if let Some(skip) = needs_vulkan(m) {
+        return skip;
+    }
+    let (out, s, log) = describe(&[("SYNCFILE_WSI_LOG", "info")], true)?;
+    let stats = active(&s)?;
+    let devices = out["devices"]
+        .as_array()
+        .ok_or("no devices in the output")?;
+    let ready = devices.iter().filter(|d| driver_has_all(d)).count() as u64;
+    let lacking = devices.len() as u64 - ready;
+    check(stat(&stats, &["devices", "owned"]) == ready, || {
+        format!("{ready} devices have every extension, but the statistics say: {stats}")
+    })?;
+    check(
+        stat(&stats, &["devices", "passed_through"]) == lacking,
+        || format!("statistics: {stats}"),
+    )?;
+    let enabled = log
+        .iter()
+        .filter(|l| l.contains("owning its swapchains; enabled ["))
+        .count() as u64;
+    check(enabled == ready, || {
+        format!("expected {ready} 'enabled' lines: {log:#?}")
+    })?;
+    let reported = log
+        .iter()
+        .filter(|l| l.contains("WARN") && l.contains("the driver lacks"))
+        .count() as u64;
+    check(reported == lacking, || {
+        format!("expected {lacking} 'lacks' warnings: {log:#?}")
+    })?;
+    for d in devices {
+        check(d["semaphore_fd_withheld"] == true, || {
+            "the application got vkGetSemaphoreFdKHR without enabling its extension".into()
+        })?;
+        check(d["queues_retrieved"].as_u64() > Some(0), || {
+            format!("no queue retrieved: {d}")
+        })?;
+    }
+    check(stat(&stats, &["queues"]) > 0, || {
+        format!("no queue counted: {stats}")
+    })?;
+    if in_vm() && ready == 0 {
+        return Err("the guest's lavapipe should have every extension the layer needs (is /dev/udmabuf there?)".into());
+    }
+    Ok(Completion::Completed)
+}
+
+pub fn platforms_none_passes_through(m: &Machine) -> Outcome {
+    if let Some(skip) = needs_vulkan(m) {
+        return skip;
+    }
+    let (out, s, log) = describe(
+        &[
+            ("SYNCFILE_WSI_PLATFORMS", "none"),
+            ("SYNCFILE_WSI_LOG", "info"),
+        ],
+        true,
+    )?;
+    let stats = active(&s)?;
+    let n = out["devices"].as_array().map_or(0, Vec::len) as u64;
+    check(
+        stat(&stats, &["devices", "owned"]) == 0
+            && stat(&stats, &["devices", "passed_through"]) == n,
+        || format!("SYNCFILE_WSI_PLATFORMS=none, yet: {stats}"),
+    )?;
+    check(!log.iter().any(|l| l.contains("WARN")), || {
+        format!("unexpected warnings: {log:#?}")
+    })?;
+    Ok(Completion::Completed)
+}
+
+/// Whether the loader's log (`VK_LOADER_DEBUG=layer`) shows this layer
+/// below the validation layer in the instance chain; `None` if it shows no
+/// chain with both.
+fn layer_is_below_validation(loader_log: &str) -> Option<bool> {
+    let chain = loader_log
+        .split("<Application>")
+        .nth(1)?
+        .split("<Drivers>")
+        .next()?;
+    let names: Vec<&str> = chain
+        .lines()
+        .filter_map(|l| l.split_once("LAYER:")?.1.split_whitespace().next())
+        .filter(|n| *n == LAYER_NAME || *n == VALIDATION)
+        .collect();
+    match names[..] {
+        [first, _] => Some(first == VALIDATION),
+        _ => None,
+    }
+}
+
+/// The `lifecycle` scenario with both layers enabled explicitly, this layer
+/// below (nearer the driver) or above the validation layer. Loaders differ
+/// in which end of `VK_INSTANCE_LAYERS` goes on top, so the order is taken
+/// from the chain the loader logs.
+fn with_validation(m: &Machine, below: bool) -> Outcome {
+    if let Some(skip) = needs_vulkan(m) {
+        return skip;
+    }
+    if !m.layers.contains_key(VALIDATION) {
+        return missing(format!("{VALIDATION} is not installed"));
+    }
+    // (VK_INSTANCE_LAYERS, the application's own list): loaders put the
+    // environment's layers above the application's.
+    let ways = [
+        (format!("{VALIDATION}:{LAYER_NAME}"), ""),
+        (format!("{LAYER_NAME}:{VALIDATION}"), ""),
+        (VALIDATION.to_owned(), LAYER_NAME),
+        (LAYER_NAME.to_owned(), VALIDATION),
+    ];
+    for (env_layers, app_layers) in ways {
+        let s = Scratch::new("validation")?.with_manifests()?;
+        let mut c = s.child("lifecycle")?;
+        c.env("VK_ADD_LAYER_PATH", s.path("explicit"))
+            .env("VK_INSTANCE_LAYERS", env_layers)
+            .env(APP_LAYERS, app_layers)
+            .env("VK_LOADER_DEBUG", "layer")
+            .env("SYNCFILE_WSI_STATS", s.path("stats.json"));
+        let out = run_ok(&mut c)?;
+        let arrangement = layer_is_below_validation(&String::from_utf8_lossy(&out.stderr))
+            .ok_or("the loader's log shows no instance chain with both layers")?;
+        if arrangement != below {
+            continue;
+        }
+        let result = child_json(&out)?;
+        let stats = active(&s)?;
+        let canary = run_ok(c.env(CANARY, "1"))?;
+        check(child_json(&canary)?["errors"].as_u64() > Some(0), || {
+            "validation reported nothing for a leaked semaphore: the messenger does not work".into()
+        })?;
+        check(result["errors"] == 0, || {
+            format!("validation reported errors: {:#}", result["messages"])
+        })?;
+        check(result["devices"].as_u64() >= Some(4), || {
+            format!("too few devices: {result}")
+        })?;
+        check(stat(&stats, &["panics_caught"]) == 0, || {
+            format!("statistics: {stats}")
+        })?;
+        return Ok(Completion::Completed);
+    }
+    Err("no way of enabling the two layers gave the wanted chain".into())
+}
+
+pub fn below_validation(m: &Machine) -> Outcome {
+    with_validation(m, true)
+}
+
+pub fn above_validation(m: &Machine) -> Outcome {
+    with_validation(m, false)
+}
+
+pub fn bad_settings_warn(m: &Machine) -> Outcome {
+    if let Some(skip) = needs_vulkan(m) {
+        return skip;
+    }
+    let s = Scratch::new("settings")?.with_manifests()?;
+    std::fs::create_dir_all(s.path("config/syncfile-wsi"))?;
+    std::fs::write(
+        s.path("config/syncfile-wsi/syncfile-wsi.conf"),
+        "SYNCFILE_WSI_COLOUR=red\nthis is not a setting\nSYNCFILE_WSI_SYNC=cpu\n",
+    )?;
+    let mut c = s.child("app")?;
+    implicit(&s, &mut c, true);
+    c.env("SYNCFILE_WSI_SYNC", "sometimes")
+        .env("SYNCFILE_WSI_PLATFORMS", "mars")
+        .env("SYNCFILE_WSI_TYPO", "1");
+    let out = run_ok(&mut c)?;
+    let result = child_json(&out)?;
+    check(
+        result["instance"] == "SUCCESS" && result["device"] == "SUCCESS",
+        || format!("{result}"),
+    )?;
+    let log = layer_lines(&out.stderr);
+    for (what, words) in [
+        (
+            "the bad sync mode",
+            &["SYNCFILE_WSI_SYNC", "'sometimes'", "default auto"][..],
+        ),
+        (
+            "the bad platform",
+            &[
+                "SYNCFILE_WSI_PLATFORMS",
+                "'mars'",
+                "headless,wayland,x11,display",
+            ],
+        ),
+        ("the unknown variable", &["SYNCFILE_WSI_TYPO"]),
+        (
+            "the unknown file key",
+            &["syncfile-wsi.conf:1", "SYNCFILE_WSI_COLOUR"],
+        ),
+        (
+            "the malformed line",
+            &["syncfile-wsi.conf:2", "not KEY=VALUE"],
+        ),
+    ] {
+        let n = log
+            .iter()
+            .filter(|l| l.contains("WARN") && words.iter().all(|w| l.contains(w)))
+            .count();
+        check(n == 1, || {
+            format!("expected one warning about {what}, got {n}: {log:#?}")
+        })?;
+    }
+    let stats = active(&s)?;
+    check(stats["settings"]["sync"] == "auto", || {
+        format!("the environment should win over the file: {stats}")
+    })?;
+    Ok(Completion::Completed)
+}
+
+pub fn injected_panics(m: &Machine) -> Outcome {
+    if let Some(skip) = needs_vulkan(m) {
+        return skip;
+    }
+    if !cfg!(debug_assertions) {
+        return Ok(Completion::ignored_with(
+            "fault injection is compiled into debug builds only",
+        ));
+    }
+    // Each site, and what the application must see: an error code before
+    // anything was created, the command's normal effect after (the layer
+    // then keeps the object working).
+    let sites: [(&str, &[(&str, Value)]); 7] = [
+        (
+            "create_instance",
+            &[("instance", "ERROR_INITIALIZATION_FAILED".into())],
+        ),
+        (
+            "instance_created",
+            &[("instance", "SUCCESS".into()), ("device", "SUCCESS".into())],
+        ),
+        (
+            "create_device",
+            &[("device", "SUCCESS".into()), ("queue", true.into())],
+        ),
+        (
+            "device_created",
+            &[("device", "SUCCESS".into()), ("queue", true.into())],
+        ),
+        (
+            "get_device_queue",
+            &[("queue", true.into()), ("queue_wait_idle", "None".into())],
+        ),
+        ("destroy_device", &[("device", "SUCCESS".into())]),
+        ("destroy_instance", &[("instance", "SUCCESS".into())]),
+    ];
+    for (site, expected) in sites {
+        let s = Scratch::new("fault")?.with_manifests()?;
+        let mut c = s.child("app")?;
+        implicit(&s, &mut c, true);
+        c.env("SYNCFILE_WSI_FAULT", site);
+        let out = run_ok(&mut c)
+            .map_err(|e| format!("fault at {site}: the process did not survive: {e:?}"))?;
+        let result = child_json(&out)?;
+        for (key, value) in expected {
+            check(&result[key] == value, || {
+                format!("fault at {site}: expected {key} = {value}, got {result}")
+            })?;
+        }
+        check(result["second_instance"] == true, || {
+            format!("fault at {site}: Vulkan broken afterwards: {result}")
+        })?;
+        let log = layer_lines(&out.stderr);
+        let lines: Vec<_> = log
+            .iter()
+            .filter(|l| l.contains("internal error in"))
+            .collect();
+        check(
+            lines.len() == 1 && lines[0].contains(&format!("fault injected at {site}")),
+            || format!("fault at {site}: expected one log line about it: {log:#?}"),
+        )?;
+        check(
+            !String::from_utf8_lossy(&out.stderr).contains("panicked at"),
+            || format!("fault at {site}: the default panic message leaked"),
+        )?;
+    }
+    Ok(Completion::Completed)
+}
