@@ -1,8 +1,10 @@
 //! Devices: creation through the loader's chain, the extensions the layer
-//! enables on devices whose swapchains it will own, and their queues.
+//! enables on devices whose swapchains it will own, what it keeps for
+//! making those swapchains, and their queues.
 
-use std::ffi::{c_char, c_void, CStr};
+use std::ffi::{c_void, CStr};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use ash::vk;
 use ash::vk::Handle;
@@ -10,118 +12,92 @@ use ash::vk::Handle;
 use crate::dispatch::{self, KeyMap};
 use crate::entry::{fault, guard, try_guard};
 use crate::error::Error;
+use crate::extensions::{self, Support, NOT_IMPLEMENTED, SWAPCHAIN};
+use crate::formats::{PhysicalDeviceFns, SwapchainCaps};
 use crate::instance::{InstanceState, INSTANCES};
 use crate::loader::DeviceChain;
+use crate::present::Handoff;
+use crate::settings::Settings;
 use crate::stats::{self, Counter};
 
 /// Every live device's state, by dispatch key (shared by its queues).
 pub static DEVICES: KeyMap<DeviceState> = KeyMap::new();
 
-/// A device extension the layer needs to own a device's swapchains.
-struct Needed {
-    name: &'static CStr,
-    /// The core version that makes the extension unnecessary, if any.
-    core_in: Option<u32>,
-    /// Its commands, which the application must not get unless it enabled
-    /// the extension itself.
-    commands: &'static [&'static CStr],
-}
-
-/// Exportable dma-buf memory with explicit modifiers, and sync_file
-/// semaphores and fences: everything a dma-buf swapchain is made of.
-const NEEDED: [Needed; 6] = [
-    Needed {
-        name: c"VK_KHR_external_memory_fd",
-        core_in: None,
-        commands: &[c"vkGetMemoryFdKHR", c"vkGetMemoryFdPropertiesKHR"],
-    },
-    Needed {
-        name: c"VK_EXT_external_memory_dma_buf",
-        core_in: None,
-        commands: &[],
-    },
-    Needed {
-        name: c"VK_EXT_image_drm_format_modifier",
-        core_in: None,
-        commands: &[c"vkGetImageDrmFormatModifierPropertiesEXT"],
-    },
-    Needed {
-        name: c"VK_KHR_image_format_list",
-        core_in: Some(vk::API_VERSION_1_2),
-        commands: &[],
-    },
-    Needed {
-        name: c"VK_KHR_external_semaphore_fd",
-        core_in: None,
-        commands: &[c"vkImportSemaphoreFdKHR", c"vkGetSemaphoreFdKHR"],
-    },
-    Needed {
-        name: c"VK_KHR_external_fence_fd",
-        core_in: None,
-        commands: &[c"vkImportFenceFdKHR", c"vkGetFenceFdKHR"],
-    },
-];
-
-/// Whether a physical device has what the layer needs.
-#[derive(Clone, Debug)]
-pub enum Support {
-    /// It has: these are the extensions to enable (those it lists).
-    Ready(Vec<&'static CStr>),
-    /// It has not, for this reason.
-    Missing(String),
-}
-
-impl Support {
-    /// Asks the driver (through the layers below) about `pd`.
-    pub fn probe(instance: &InstanceState, pd: vk::PhysicalDevice) -> Self {
-        // SAFETY: pd is a physical device of this instance, alive with it.
-        let props = unsafe { instance.fns.get_physical_device_properties(pd) };
-        let version = props.api_version.min(instance.api_version);
-        // The extensions depend on Vulkan 1.1 instance functionality, which
-        // the loader only provides if the application asked for it.
-        if version < vk::API_VERSION_1_1 {
-            return Support::Missing(format!(
-                "it needs Vulkan 1.1 and the application asked for {}.{}",
-                vk::api_version_major(version),
-                vk::api_version_minor(version)
-            ));
-        }
-        // SAFETY: as above.
-        let listed = match unsafe { instance.fns.enumerate_device_extension_properties(pd) } {
-            Ok(l) => l,
-            Err(e) => return Support::Missing(format!("listing its extensions failed: {e}")),
-        };
-        let has = |n: &CStr| listed.iter().any(|e| e.extension_name_as_c_str() == Ok(n));
-        let mut enable = Vec::new();
-        let mut lacking = Vec::new();
-        for n in &NEEDED {
-            if has(n.name) {
-                enable.push(n.name);
-            } else if n.core_in.map_or(true, |v| version < v) {
-                lacking.push(n.name.to_string_lossy());
-            }
-        }
-        if lacking.is_empty() {
-            Support::Ready(enable)
-        } else {
-            Support::Missing(format!("the driver lacks {}", lacking.join(", ")))
-        }
-    }
-}
-
 /// Whether the layer owns the swapchains of a device.
 pub enum Ownership {
-    /// It does, with these extensions enabled by the layer and not by the
-    /// application.
-    Owned { added: Vec<&'static CStr> },
+    /// It does: what it needs for that.
+    Owned(Box<Owned>),
     /// Everything goes to the driver's own WSI.
     PassThrough,
 }
 
+/// What the layer keeps about a device whose swapchains it owns.
+pub struct Owned {
+    /// The extensions the layer enabled and the application did not.
+    pub added: Vec<&'static CStr>,
+    pub physical_device: vk::PhysicalDevice,
+    pub caps: Arc<SwapchainCaps>,
+    pub pd_fns: PhysicalDeviceFns,
+    pub ext: ExtFns,
+    pub memory: vk::PhysicalDeviceMemoryProperties,
+    /// The settings of the device's instance.
+    pub settings: Settings,
+    /// Whether the driver has VK_KHR_swapchain for the swapchains the layer
+    /// passes to it.
+    pub driver_swapchain: bool,
+    /// Semaphores that hand a present's waits on to the driver's part of a
+    /// present that mixes both kinds of swapchain.
+    pub handoff: Handoff,
+}
+
+/// The extension commands the layer calls on the devices it owns.
+#[derive(Clone, Copy)]
+pub struct ExtFns {
+    pub get_memory_fd: vk::PFN_vkGetMemoryFdKHR,
+    pub get_semaphore_fd: vk::PFN_vkGetSemaphoreFdKHR,
+    pub import_semaphore_fd: vk::PFN_vkImportSemaphoreFdKHR,
+    pub import_fence_fd: vk::PFN_vkImportFenceFdKHR,
+    pub get_image_drm_format_modifier_properties: vk::PFN_vkGetImageDrmFormatModifierPropertiesEXT,
+}
+
+impl ExtFns {
+    /// Loads them through `get`; `None` if one is missing.
+    fn load(get: impl Fn(&CStr) -> vk::PFN_vkVoidFunction) -> Option<Self> {
+        type Void = unsafe extern "system" fn();
+        // SAFETY: each name's command has the signature of its field.
+        unsafe {
+            Some(ExtFns {
+                get_memory_fd: std::mem::transmute::<Void, vk::PFN_vkGetMemoryFdKHR>(get(
+                    c"vkGetMemoryFdKHR",
+                )?),
+                get_semaphore_fd: std::mem::transmute::<Void, vk::PFN_vkGetSemaphoreFdKHR>(get(
+                    c"vkGetSemaphoreFdKHR",
+                )?),
+                import_semaphore_fd: std::mem::transmute::<Void, vk::PFN_vkImportSemaphoreFdKHR>(
+                    get(c"vkImportSemaphoreFdKHR")?,
+                ),
+                import_fence_fd: std::mem::transmute::<Void, vk::PFN_vkImportFenceFdKHR>(get(
+                    c"vkImportFenceFdKHR",
+                )?),
+                get_image_drm_format_modifier_properties: std::mem::transmute::<
+                    Void,
+                    vk::PFN_vkGetImageDrmFormatModifierPropertiesEXT,
+                >(get(
+                    c"vkGetImageDrmFormatModifierPropertiesEXT",
+                )?),
+            })
+        }
+    }
+}
+
 pub struct DeviceState {
+    pub handle: vk::Device,
     pub next_get_device_proc_addr: vk::PFN_vkGetDeviceProcAddr,
     /// The next entity's device commands.
     pub fns: ash::Device,
+    /// The next entity's VK_KHR_swapchain commands, for the swapchains the
+    /// layer passes through.
+    pub swapchain: ash::khr::swapchain::DeviceFn,
     pub ownership: Ownership,
     queues: Queues,
 }
@@ -130,13 +106,17 @@ impl DeviceState {
     /// Whether `name` is a command of an extension the application did not
     /// enable (the layer did), which it must not be given.
     pub fn hides(&self, name: &CStr) -> bool {
-        let Ownership::Owned { added } = &self.ownership else {
-            return false;
-        };
-        NEEDED
-            .iter()
-            .filter(|n| added.contains(&n.name))
-            .any(|n| n.commands.contains(&name))
+        match &self.ownership {
+            Ownership::Owned(o) => extensions::hides(&o.added, name),
+            Ownership::PassThrough => false,
+        }
+    }
+
+    pub fn owned(&self) -> Option<&Owned> {
+        match &self.ownership {
+            Ownership::Owned(o) => Some(o),
+            Ownership::PassThrough => None,
+        }
     }
 }
 
@@ -219,7 +199,8 @@ impl Queues {
 }
 
 /// The device-level commands the layer intercepts (besides
-/// `vkGetDeviceProcAddr`), handed out only where the next entity has them.
+/// `vkGetDeviceProcAddr` and the swapchain's), handed out only where the
+/// next entity has them.
 pub fn intercepted(name: &[u8]) -> Option<*const c_void> {
     Some(match name {
         b"vkDestroyDevice" => destroy_device as *const c_void,
@@ -227,6 +208,17 @@ pub fn intercepted(name: &[u8]) -> Option<*const c_void> {
         b"vkGetDeviceQueue2" => get_device_queue2 as *const c_void,
         _ => return None,
     })
+}
+
+/// What `plan` decided: whether the layer owns the device, and if so what
+/// it learnt on the way.
+enum Plan {
+    Own {
+        added: Vec<&'static CStr>,
+        caps: Arc<SwapchainCaps>,
+        driver_swapchain: bool,
+    },
+    PassThrough,
 }
 
 pub(crate) unsafe extern "system" fn create_device(
@@ -260,27 +252,40 @@ fn plan(
     pd: vk::PhysicalDevice,
     app_extensions: &[&CStr],
     chain: &DeviceChain,
-) -> Ownership {
+) -> Plan {
     if instance.settings.platforms.is_empty() {
-        return Ownership::PassThrough;
+        return Plan::PassThrough;
     }
-    // Swapchains need command buffers of the layer's own, which only the
-    // loader can make dispatchable.
+    // A layer that makes dispatchable objects of its own needs the loader's
+    // callback; loaders old enough to lack it predate what the layer needs.
     if chain.set_device_loader_data.is_none() {
         tracing::warn!("passing devices through: the loader offers no loader-data callback");
-        return Ownership::PassThrough;
+        return Plan::PassThrough;
+    }
+    if let Some(n) = NOT_IMPLEMENTED.iter().find(|n| app_extensions.contains(n)) {
+        tracing::warn!(
+            "passing this device through: the application enables {}, which the layer does not implement",
+            n.to_string_lossy()
+        );
+        return Plan::PassThrough;
     }
     let report = |why: &str| {
         tracing::warn!("not owning the swapchains of this physical device, {why}: the driver's own WSI serves them");
     };
     match instance.support(pd, report) {
-        Support::Ready(enable) => Ownership::Owned {
+        Support::Ready {
+            enable,
+            caps,
+            driver_swapchain,
+        } => Plan::Own {
             added: enable
                 .into_iter()
                 .filter(|n| !app_extensions.contains(n))
                 .collect(),
+            caps,
+            driver_swapchain,
         },
-        Support::Missing(_) => Ownership::PassThrough,
+        Support::Missing(_) => Plan::PassThrough,
     }
 }
 
@@ -305,32 +310,36 @@ unsafe fn create(
         )
     };
 
-    let app_names: &[*const c_char] = if info.pp_enabled_extension_names.is_null() {
-        &[]
-    } else {
-        // SAFETY: the create info holds this many extension names.
-        unsafe {
-            std::slice::from_raw_parts(
-                info.pp_enabled_extension_names,
-                info.enabled_extension_count as usize,
-            )
-        }
+    // SAFETY: the create info holds this many extension names.
+    let app_extensions = unsafe {
+        extensions::names(
+            info.pp_enabled_extension_names,
+            info.enabled_extension_count,
+        )
     };
-    let app_extensions: Vec<&CStr> = app_names
-        .iter()
-        // SAFETY: each is a NUL-terminated extension name.
-        .map(|&n| unsafe { CStr::from_ptr(n) })
-        .collect();
-    let mut ownership = try_guard("vkCreateDevice", "passing the device through", || {
+    let mut plan = try_guard("vkCreateDevice", "passing the device through", || {
         fault("create_device");
         plan(instance, pd, &app_extensions, &chain)
     })
-    .unwrap_or(Ownership::PassThrough);
+    .unwrap_or(Plan::PassThrough);
 
     // The application's structures stay untouched: the layer passes a copy
-    // with its own extension list.
-    let mut names = app_names.to_vec();
-    if let Ownership::Owned { added } = &ownership {
+    // with its own extension list. VK_KHR_swapchain, which the layer's
+    // manifest offers, reaches the driver only if it has it.
+    let mut names: Vec<_> = app_extensions
+        .iter()
+        .filter(|&&n| {
+            !matches!(
+                plan,
+                Plan::Own {
+                    driver_swapchain: false,
+                    ..
+                }
+            ) || n != SWAPCHAIN
+        })
+        .map(|n| n.as_ptr())
+        .collect();
+    if let Plan::Own { added, .. } = &plan {
         names.extend(added.iter().map(|n| n.as_ptr()));
     }
     let mut modified = *info;
@@ -340,11 +349,9 @@ unsafe fn create(
     let reservation = DEVICES.reserve()?;
     // SAFETY: the caller's pointers, with the chain advanced for the next entity.
     let mut result = unsafe { next_create(pd, &modified, p_allocator, p_device) };
-    if result == vk::Result::ERROR_EXTENSION_NOT_PRESENT
-        && matches!(ownership, Ownership::Owned { .. })
-    {
+    if result == vk::Result::ERROR_EXTENSION_NOT_PRESENT && matches!(plan, Plan::Own { .. }) {
         tracing::warn!("the driver refused the extensions it lists; passing the device through");
-        ownership = Ownership::PassThrough;
+        plan = Plan::PassThrough;
         // SAFETY: as above, with the application's own create info and the
         // chain wound back to where this layer left it.
         result = unsafe {
@@ -367,17 +374,55 @@ unsafe fn create(
             handle,
         )
     };
+    let ownership = match plan {
+        Plan::Own {
+            added,
+            caps,
+            driver_swapchain,
+        } => {
+            // SAFETY: the device is alive and these are its commands.
+            let ext = ExtFns::load(|name| unsafe { next_gdpa(handle, name.as_ptr()) });
+            match (ext, instance.pd_fns) {
+                (Some(ext), Some(pd_fns)) => Ownership::Owned(Box::new(Owned {
+                    added,
+                    physical_device: pd,
+                    caps,
+                    pd_fns,
+                    ext,
+                    // SAFETY: pd is a physical device of this instance.
+                    memory: unsafe { instance.fns.get_physical_device_memory_properties(pd) },
+                    settings: instance.settings.clone(),
+                    driver_swapchain,
+                    handoff: Handoff::new(),
+                })),
+                _ => {
+                    tracing::warn!("the driver gives no command for an extension it enabled; passing the device through");
+                    Ownership::PassThrough
+                }
+            }
+        }
+        Plan::PassThrough => Ownership::PassThrough,
+    };
     stats::count(match ownership {
-        Ownership::Owned { .. } => Counter::DevicesOwned,
+        Ownership::Owned(_) => Counter::DevicesOwned,
         Ownership::PassThrough => Counter::DevicesPassedThrough,
     });
     let enabled: Option<Vec<_>> = match &ownership {
-        Ownership::Owned { added } => Some(added.iter().map(|n| n.to_string_lossy()).collect()),
+        Ownership::Owned(o) => Some(o.added.iter().map(|n| n.to_string_lossy()).collect()),
         Ownership::PassThrough => None,
     };
     let state = DeviceState {
+        handle,
         next_get_device_proc_addr: next_gdpa,
         fns,
+        // SAFETY: the device is alive; each name's command has the type of
+        // the field it goes in.
+        swapchain: ash::khr::swapchain::DeviceFn::load(|name| unsafe {
+            std::mem::transmute::<vk::PFN_vkVoidFunction, *const c_void>(next_gdpa(
+                handle,
+                name.as_ptr(),
+            ))
+        }),
         ownership,
         // SAFETY: the create info is valid.
         queues: unsafe { Queues::new(info) },
@@ -412,6 +457,9 @@ unsafe extern "system" fn destroy_device(
             tracing::error!("vkDestroyDevice: unknown device; cannot call down");
             return;
         };
+        if let Some(o) = state.owned() {
+            o.handoff.destroy(&state.fns);
+        }
         // SAFETY: the application hands the device over for destruction.
         unsafe { (state.fns.fp_v1_0().destroy_device)(device, p_allocator) };
         stats::count(Counter::DevicesDestroyed);

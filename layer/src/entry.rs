@@ -17,7 +17,7 @@ use crate::dispatch::{self, void_fn};
 use crate::instance::INSTANCES;
 use crate::loader::{self, NegotiateLayerInterface};
 use crate::stats::{self, Counter};
-use crate::{device, instance};
+use crate::{device, instance, swapchain};
 
 /// The loader's first call: agree on interface version 2 and hand over the
 /// two `vkGet*ProcAddr`.
@@ -105,7 +105,9 @@ pub(crate) unsafe extern "system" fn get_instance_proc_addr(
         }
         // SAFETY: the instance is the next entity's too.
         let next = unsafe { (state.next_get_instance_proc_addr)(instance, name.as_ptr()) };
-        match device::intercepted(name.to_bytes()) {
+        let ours = device::intercepted(name.to_bytes())
+            .or_else(|| swapchain::intercepted(name.to_bytes()));
+        match ours {
             Some(f) if next.is_some() => void_fn(f),
             _ => next,
         }
@@ -138,8 +140,14 @@ pub(crate) unsafe extern "system" fn get_device_proc_addr(
         }
         // SAFETY: the device is the next entity's too.
         let next = unsafe { (state.next_get_device_proc_addr)(device, name.as_ptr()) };
-        match device::intercepted(name.to_bytes()) {
-            Some(f) if next.is_some() => void_fn(f),
+        if let Some(f) = device::intercepted(name.to_bytes()) {
+            return if next.is_some() { void_fn(f) } else { next };
+        }
+        // The swapchain commands are the layer's own on devices it owns,
+        // even where the driver has none; devices it passes through get the
+        // driver's, untouched.
+        match swapchain::intercepted(name.to_bytes()) {
+            Some(f) if state.owned().is_some() => void_fn(f),
             _ => next,
         }
     })

@@ -1,5 +1,6 @@
-//! Instances: creation through the loader's chain, the settings each one
-//! reads, and the per-physical-device facts the layer caches on them.
+//! Instances: creation through the loader's chain (adding the instance
+//! extensions a Vulkan 1.0 application lacks), the settings each one reads,
+//! and the per-physical-device facts the layer caches on them.
 
 use std::collections::HashMap;
 use std::ffi::c_void;
@@ -7,10 +8,11 @@ use std::sync::Mutex;
 
 use ash::vk;
 
-use crate::device::Support;
 use crate::dispatch::{self, KeyMap};
 use crate::entry::{self, fault, guard, try_guard};
 use crate::error::Error;
+use crate::extensions::{self, Support, INSTANCE_FOR_1_0};
+use crate::formats::PhysicalDeviceFns;
 use crate::loader::InstanceChain;
 use crate::settings::Settings;
 use crate::stats::{self, Counter};
@@ -24,8 +26,17 @@ pub struct InstanceState {
     pub next_get_instance_proc_addr: vk::PFN_vkGetInstanceProcAddr,
     /// The next entity's instance commands.
     pub fns: ash::Instance,
+    /// The next entity's VK_KHR_surface and VK_KHR_get_surface_capabilities2
+    /// commands, for the surfaces the layer passes through.
+    pub surface: ash::khr::surface::InstanceFn,
+    pub surface2: ash::khr::get_surface_capabilities2::InstanceFn,
     /// The version the application asked for (1.0 when it did not say).
     pub api_version: u32,
+    /// For applications of Vulkan 1.0: whether every extension of
+    /// [`INSTANCE_FOR_1_0`] is enabled (by the application or the layer).
+    pub has_1_0_additions: bool,
+    /// The 1.1 physical-device commands the layer calls, if it can.
+    pub pd_fns: Option<PhysicalDeviceFns>,
     pub settings: Settings,
     physical_devices: Mutex<HashMap<vk::PhysicalDevice, PhysicalDeviceState>>,
 }
@@ -74,7 +85,7 @@ pub fn intercepted(name: &[u8]) -> Option<*const c_void> {
         b"vkDestroyInstance" => destroy_instance as *const c_void,
         b"vkCreateDevice" => crate::device::create_device as *const c_void,
         b"vkGetDeviceProcAddr" => entry::get_device_proc_addr as *const c_void,
-        _ => return None,
+        _ => return crate::surface::intercepted(name),
     })
 }
 
@@ -131,10 +142,39 @@ unsafe fn create(
         .map(|a| a.api_version)
         .filter(|&v| v != 0)
         .unwrap_or(vk::API_VERSION_1_0);
+    // SAFETY: the create info's extension list is valid.
+    let app = unsafe {
+        extensions::names(
+            info.pp_enabled_extension_names,
+            info.enabled_extension_count,
+        )
+    };
+    // A layer cannot list the driver's instance extensions (the layers
+    // below answer vkEnumerateInstanceExtensionProperties only for
+    // themselves, and some crash when asked without an instance), so the
+    // layer adds all it needs: the loader's terminator passes each driver
+    // only those it has, and the physical-device probe finds out the rest.
+    let added = if settings.platforms.is_empty() {
+        Vec::new()
+    } else {
+        extensions::instance_additions(api_version, &app)
+    };
+    let has_1_0_additions = INSTANCE_FOR_1_0
+        .iter()
+        .all(|n| app.contains(n) || added.contains(n));
+
+    // The application's structures stay untouched: the layer passes a copy
+    // with its own extension list.
+    let mut names: Vec<_> = app.iter().map(|n| n.as_ptr()).collect();
+    names.extend(added.iter().map(|n| n.as_ptr()));
+    let mut modified = *info;
+    modified.enabled_extension_count = names.len() as u32;
+    modified.pp_enabled_extension_names = names.as_ptr();
 
     let reservation = INSTANCES.reserve()?;
-    // SAFETY: the caller's pointers, with the chain advanced for the next entity.
-    let result = unsafe { next_create(p_create_info, p_allocator, p_instance) };
+    // SAFETY: the caller's pointers, with the chain advanced for the next
+    // entity, and the copied create info.
+    let result = unsafe { next_create(&modified, p_allocator, p_instance) };
     if result != vk::Result::SUCCESS {
         return Err(Error::Vulkan("vkCreateInstance", result));
     }
@@ -152,11 +192,30 @@ unsafe fn create(
             handle,
         )
     };
+    let khr = api_version < vk::API_VERSION_1_1;
+    let pd_fns = (!khr || has_1_0_additions)
+        .then(|| {
+            // SAFETY: the instance is alive and these are instance commands.
+            PhysicalDeviceFns::load(khr, |name| unsafe { next_gipa(handle, name.as_ptr()) })
+        })
+        .flatten();
+    // SAFETY: the instance is alive; each name's command has the type of
+    // the field it goes in.
+    let load = |name: &std::ffi::CStr| unsafe {
+        std::mem::transmute::<vk::PFN_vkVoidFunction, *const c_void>(next_gipa(
+            handle,
+            name.as_ptr(),
+        ))
+    };
     let state = InstanceState {
         handle,
         next_get_instance_proc_addr: next_gipa,
         fns,
+        surface: ash::khr::surface::InstanceFn::load(load),
+        surface2: ash::khr::get_surface_capabilities2::InstanceFn::load(load),
         api_version,
+        has_1_0_additions,
+        pd_fns,
         settings,
         physical_devices: Mutex::new(HashMap::new()),
     };
@@ -169,8 +228,20 @@ unsafe fn create(
     try_guard("vkCreateInstance", "the instance works", || {
         fault("instance_created");
         tracing::info!(
-            "instance created; platforms {platforms}, sync {}",
-            sync.name()
+            "instance created; platforms {platforms}, sync {}{}",
+            sync.name(),
+            if added.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "; enabled [{}] for an application of Vulkan 1.0",
+                    added
+                        .iter()
+                        .map(|n| n.to_string_lossy())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            }
         );
     });
     Ok(())

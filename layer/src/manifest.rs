@@ -28,10 +28,31 @@ pub struct Extension {
     pub entrypoints: &'static [&'static str],
 }
 
-/// Surface extensions the layer implements.
-pub const INSTANCE_EXTENSIONS: &[Extension] = &[];
-/// Device extensions the layer implements.
-pub const DEVICE_EXTENSIONS: &[Extension] = &[];
+/// Surface extensions the layer implements. The loader creates surfaces
+/// itself and only forwards the call; listing VK_EXT_headless_surface makes
+/// headless swapchains available through the layer on drivers that lack
+/// them. Where the driver has it too, the loader lists it once.
+pub const INSTANCE_EXTENSIONS: &[Extension] = &[Extension {
+    name: "VK_EXT_headless_surface",
+    spec_version: 1,
+    entrypoints: &[],
+}];
+/// Device extensions the layer implements: swapchains, for the surfaces it
+/// owns (the others go to the driver's).
+pub const DEVICE_EXTENSIONS: &[Extension] = &[Extension {
+    name: "VK_KHR_swapchain",
+    spec_version: 70,
+    entrypoints: &[
+        "vkCreateSwapchainKHR",
+        "vkDestroySwapchainKHR",
+        "vkGetSwapchainImagesKHR",
+        "vkAcquireNextImageKHR",
+        "vkQueuePresentKHR",
+        "vkAcquireNextImage2KHR",
+        "vkGetDeviceGroupSurfacePresentModesKHR",
+        "vkGetPhysicalDevicePresentRectanglesKHR",
+    ],
+}];
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {

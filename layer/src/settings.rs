@@ -12,8 +12,24 @@ pub const LOG: &str = "SYNCFILE_WSI_LOG";
 pub const PLATFORMS: &str = "SYNCFILE_WSI_PLATFORMS";
 pub const SYNC: &str = "SYNCFILE_WSI_SYNC";
 pub const STATS: &str = "SYNCFILE_WSI_STATS";
+/// A directory: presented frames are written there as PNG files (see
+/// `capture.rs`).
+pub const CAPTURE: &str = "SYNCFILE_WSI_CAPTURE";
+/// N >= 1: only every Nth frame is captured (default 1, every frame).
+pub const CAPTURE_EVERY: &str = "SYNCFILE_WSI_CAPTURE_EVERY";
+/// Hz, 1..=1000: the headless backend's virtual refresh rate, which paces
+/// FIFO and FIFO_RELAXED swapchains (default 60).
+pub const HEADLESS_REFRESH: &str = "SYNCFILE_WSI_HEADLESS_REFRESH";
 
-const KEYS: [&str; 4] = [LOG, PLATFORMS, SYNC, STATS];
+const KEYS: [&str; 7] = [
+    LOG,
+    PLATFORMS,
+    SYNC,
+    STATS,
+    CAPTURE,
+    CAPTURE_EVERY,
+    HEADLESS_REFRESH,
+];
 
 /// Variables of the project that share the prefix but are not settings: the
 /// test guest's marker and the test builds' fault injection.
@@ -22,6 +38,15 @@ const NOT_SETTINGS: [&str; 2] = ["SYNCFILE_WSI_VM", "SYNCFILE_WSI_FAULT"];
 const PREFIX: &str = "SYNCFILE_WSI_";
 
 pub const DEFAULT_LOG: &str = "warn";
+/// Every presented frame is captured unless told otherwise: a user who asks
+/// for captures wants to find the frame they are looking for.
+pub const DEFAULT_CAPTURE_EVERY: u64 = 1;
+/// The headless backend's virtual display refreshes at 60 Hz, the common
+/// monitor rate, unless told otherwise.
+pub const DEFAULT_HEADLESS_REFRESH: u32 = 60;
+/// Refresh rates beyond this are not displays any more; below 1 Hz nothing
+/// would ever be shown in FIFO mode.
+const MAX_HEADLESS_REFRESH: u32 = 1000;
 
 /// A kind of surface the layer may own.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -134,6 +159,12 @@ pub struct Settings {
     pub platforms: Platforms,
     pub sync: SyncMode,
     pub stats: Option<StatsSink>,
+    /// Where presented frames are written as PNG files, if anywhere.
+    pub capture: Option<PathBuf>,
+    /// Only frames whose number is a multiple of this are captured (>= 1).
+    pub capture_every: u64,
+    /// The headless backend's virtual refresh rate in Hz (1..=1000).
+    pub headless_refresh: u32,
 }
 
 impl Default for Settings {
@@ -143,6 +174,9 @@ impl Default for Settings {
             platforms: Platforms::ALL,
             sync: SyncMode::Auto,
             stats: None,
+            capture: None,
+            capture_every: DEFAULT_CAPTURE_EVERY,
+            headless_refresh: DEFAULT_HEADLESS_REFRESH,
         }
     }
 }
@@ -243,6 +277,21 @@ impl Settings {
                         path => Some(StatsSink::File(PathBuf::from(path))),
                     }
                 }
+                CAPTURE => s.capture = (!value.is_empty()).then(|| PathBuf::from(value)),
+                CAPTURE_EVERY => match value.trim().parse::<u64>() {
+                    Ok(n) if n >= 1 => s.capture_every = n,
+                    _ => {
+                        bad(&DEFAULT_CAPTURE_EVERY.to_string());
+                        s.capture_every = DEFAULT_CAPTURE_EVERY;
+                    }
+                },
+                HEADLESS_REFRESH => match value.trim().parse::<u32>() {
+                    Ok(hz) if (1..=MAX_HEADLESS_REFRESH).contains(&hz) => s.headless_refresh = hz,
+                    _ => {
+                        bad(&DEFAULT_HEADLESS_REFRESH.to_string());
+                        s.headless_refresh = DEFAULT_HEADLESS_REFRESH;
+                    }
+                },
                 _ => warnings.push(format!(
                     "{origin}: unknown setting {key}; known ones are {}",
                     KEYS.join(", ")
@@ -312,6 +361,28 @@ mod tests {
         assert_eq!(s.stats, Some(StatsSink::File("/tmp/stats.json".into())));
         assert_eq!(env(&[(STATS, "stderr")]).0.stats, Some(StatsSink::Stderr));
         assert_eq!(env(&[(STATS, "")]).0.stats, None);
+    }
+
+    #[test]
+    fn capture_and_refresh() {
+        let (s, w) = env(&[
+            (CAPTURE, "/tmp/frames"),
+            (CAPTURE_EVERY, "10"),
+            (HEADLESS_REFRESH, "144"),
+        ]);
+        assert!(w.is_empty(), "{w:?}");
+        assert_eq!(s.capture, Some(PathBuf::from("/tmp/frames")));
+        assert_eq!(s.capture_every, 10);
+        assert_eq!(s.headless_refresh, 144);
+        let (s, w) = env(&[
+            (CAPTURE, ""),
+            (CAPTURE_EVERY, "0"),
+            (HEADLESS_REFRESH, "1001"),
+        ]);
+        assert_eq!(s, Settings::default());
+        assert_eq!(w.len(), 2, "{w:?}");
+        assert!(w[0].contains(CAPTURE_EVERY) && w[0].contains("default 1"));
+        assert!(w[1].contains(HEADLESS_REFRESH) && w[1].contains("default 60"));
     }
 
     #[test]

@@ -1,0 +1,356 @@
+//! The headless backend (`VK_EXT_headless_surface`): a consumer thread per
+//! swapchain that behaves like a compositor with a virtual display.
+//!
+//! It takes presented images in order, waits for each one's implicit
+//! write fence (poll for `EPOLLIN` on its dma-buf, as a compositor's GPU
+//! would wait), "scans it out" and releases the image it replaces on the
+//! screen. FIFO and FIFO_RELAXED flip on the ticks of a virtual refresh
+//! (`SYNCFILE_WSI_HEADLESS_REFRESH`, 60 Hz by default); FIFO never drops a
+//! frame, FIFO_RELAXED flips a frame that missed its tick at once.
+//! MAILBOX and IMMEDIATE flip as soon as a frame is ready; MAILBOX keeps
+//! one frame waiting and replaces it (releasing it unshown) when a newer
+//! one arrives first, IMMEDIATE shows every frame.
+//!
+//! The thread sleeps in one `poll(2)` on an eventfd (rung on every
+//! present and on stop) and the dma-buf it waits for, with the next tick
+//! as timeout. Frames arrive through a bounded channel sized for every
+//! image, so a present never blocks and nothing allocates per frame.
+
+use std::collections::VecDeque;
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use ash::vk;
+use rustix::event::{EventfdFlags, PollFd, PollFlags, Timespec};
+use syncfile::{Access, SyncFile};
+
+use super::{Backend, BackendError, BackendImage, Frame, Presenter, PresenterConfig};
+use crate::capture::{Capture, LINEAR};
+use crate::entry::try_guard;
+use crate::formats::{Format, SwapchainCaps};
+use crate::settings::Settings;
+use crate::stats::{self, Counter, Wait};
+use crate::surface::Surface;
+use crate::swapchain::pool::Pool;
+
+pub struct Headless;
+
+pub static HEADLESS: Headless = Headless;
+
+const PRESENT_MODES: [vk::PresentModeKHR; 4] = [
+    vk::PresentModeKHR::FIFO,
+    vk::PresentModeKHR::FIFO_RELAXED,
+    vk::PresentModeKHR::MAILBOX,
+    vk::PresentModeKHR::IMMEDIATE,
+];
+
+/// The consumer holds one image on its screen for good; a second one lets
+/// the application always make progress.
+const MIN_IMAGES: u32 = 2;
+const MAX_IMAGES: u32 = 16;
+
+impl Backend for Headless {
+    fn capabilities(&self, _: &Surface, caps: &SwapchainCaps) -> vk::SurfaceCapabilitiesKHR {
+        vk::SurfaceCapabilitiesKHR {
+            min_image_count: MIN_IMAGES,
+            max_image_count: MAX_IMAGES,
+            // A headless surface has no size of its own: the swapchain's
+            // extent decides.
+            current_extent: vk::Extent2D {
+                width: u32::MAX,
+                height: u32::MAX,
+            },
+            min_image_extent: vk::Extent2D {
+                width: 1,
+                height: 1,
+            },
+            max_image_extent: vk::Extent2D {
+                width: caps.max_extent,
+                height: caps.max_extent,
+            },
+            max_image_array_layers: 1,
+            supported_transforms: vk::SurfaceTransformFlagsKHR::IDENTITY,
+            current_transform: vk::SurfaceTransformFlagsKHR::IDENTITY,
+            // Nothing is composited, so every way of reading alpha holds.
+            supported_composite_alpha: vk::CompositeAlphaFlagsKHR::OPAQUE
+                | vk::CompositeAlphaFlagsKHR::PRE_MULTIPLIED
+                | vk::CompositeAlphaFlagsKHR::POST_MULTIPLIED,
+            supported_usage_flags: caps.usage,
+        }
+    }
+
+    fn present_modes(&self, _: &Surface) -> &'static [vk::PresentModeKHR] {
+        &PRESENT_MODES
+    }
+
+    fn accepts_modifier(&self, _: &Surface, _: Format, modifier: u64, settings: &Settings) -> bool {
+        // The consumer only polls the dma-buf, whatever its layout; a
+        // capture reads the pixels, which needs LINEAR.
+        settings.capture.is_none() || modifier == LINEAR
+    }
+
+    fn create_presenter(
+        &self,
+        _: &Surface,
+        config: PresenterConfig<'_>,
+    ) -> Result<Box<dyn Presenter>, BackendError> {
+        let n = config.images.len();
+        let (tx, rx) = mpsc::sync_channel(n);
+        let wake = Arc::new(rustix::event::eventfd(
+            0,
+            EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK,
+        )?);
+        let stop = Arc::new(AtomicBool::new(false));
+        let period = Duration::from_secs(1) / config.settings.headless_refresh.max(1);
+        let consumer = Consumer {
+            rx,
+            wake: wake.clone(),
+            stop: stop.clone(),
+            images: config.images,
+            pool: config.pool.clone(),
+            mode: config.present_mode,
+            opaque: config.composite_alpha == vk::CompositeAlphaFlagsKHR::OPAQUE,
+            capture: Capture::from_settings(config.settings),
+            queue: VecDeque::with_capacity(n),
+            front: None,
+            period,
+            last_flip: None,
+            ready_at: None,
+        };
+        let thread = std::thread::Builder::new()
+            .name("sfwsi-headless".into())
+            .spawn(move || consumer.run())
+            .map_err(|e| BackendError::Thread("headless consumer", e))?;
+        Ok(Box::new(HeadlessPresenter {
+            tx: Mutex::new(Some(tx)),
+            wake,
+            stop,
+            thread: Mutex::new(Some(thread)),
+        }))
+    }
+}
+
+struct HeadlessPresenter {
+    /// Taken away on stop, which disconnects the consumer.
+    tx: Mutex<Option<SyncSender<Frame>>>,
+    wake: Arc<OwnedFd>,
+    stop: Arc<AtomicBool>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+fn ring(wake: &OwnedFd) {
+    // A full counter (never, at one increment per present) still wakes.
+    let _ = rustix::io::write(wake, &1u64.to_ne_bytes());
+}
+
+impl Presenter for HeadlessPresenter {
+    fn present(&self, frame: Frame, _render: Option<&SyncFile>) -> vk::Result {
+        // Uncontended: only stop takes this lock otherwise.
+        let sent = match &*self.tx.lock().unwrap_or_else(|e| e.into_inner()) {
+            Some(tx) => tx.try_send(frame).is_ok(),
+            None => false,
+        };
+        if !sent {
+            return vk::Result::ERROR_OUT_OF_DATE_KHR;
+        }
+        ring(&self.wake);
+        vk::Result::SUCCESS
+    }
+
+    fn stop(&self) {
+        self.stop.store(true, Ordering::Release);
+        self.tx.lock().unwrap_or_else(|e| e.into_inner()).take();
+        ring(&self.wake);
+        let thread = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(t) = thread {
+            // The consumer catches its own panics; a join error cannot
+            // carry anything left to report.
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for HeadlessPresenter {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+struct Consumer {
+    rx: Receiver<Frame>,
+    wake: Arc<OwnedFd>,
+    stop: Arc<AtomicBool>,
+    images: Vec<BackendImage>,
+    pool: Arc<Pool>,
+    mode: vk::PresentModeKHR,
+    opaque: bool,
+    capture: Option<Capture>,
+    /// Presented frames not yet on the screen, oldest first.
+    queue: VecDeque<Frame>,
+    /// The image on the screen.
+    front: Option<u32>,
+    period: Duration,
+    /// When the last flip happened (a refresh tick for FIFO).
+    last_flip: Option<Instant>,
+    /// When the frame at the head of the queue was first seen ready.
+    ready_at: Option<Instant>,
+}
+
+impl Consumer {
+    fn run(mut self) {
+        let pool = self.pool.clone();
+        let done = try_guard("the headless consumer", "its surface is lost", || {
+            self.serve()
+        });
+        if done.is_none() {
+            pool.set_status(vk::Result::ERROR_SURFACE_LOST_KHR);
+        }
+    }
+
+    fn serve(&mut self) {
+        loop {
+            if self.stop.load(Ordering::Acquire) || !self.take_in() {
+                break;
+            }
+            let Some(&head) = self.queue.front() else {
+                self.sleep(None, None);
+                continue;
+            };
+            let dma_buf = &self.images[head.index as usize].dma_buf;
+            if !dma_buf.is_ready(Access::Read).unwrap_or(true) {
+                let start = Instant::now();
+                self.sleep(Some(head.index), None);
+                stats::waited(Wait::ImplicitFence, start.elapsed());
+                continue;
+            }
+            let now = Instant::now();
+            let ready = *self.ready_at.get_or_insert(now);
+            let due = self.due(ready);
+            if now >= due {
+                self.queue.pop_front();
+                self.ready_at = None;
+                self.flip(head, due);
+            } else {
+                self.sleep(None, Some(due - now));
+            }
+        }
+        // Stopping: everything goes back. Frames still queued were
+        // presented all the same, so a capture still gets them.
+        while let Ok(f) = self.rx.try_recv() {
+            self.queue.push_back(f);
+        }
+        while let Some(f) = self.queue.pop_front() {
+            self.capture_late(f);
+            self.pool.release(f.index);
+        }
+        if let Some(i) = self.front.take() {
+            self.pool.release(i);
+        }
+    }
+
+    /// Takes in presented frames; false once the presenter is gone.
+    fn take_in(&mut self) -> bool {
+        loop {
+            match self.rx.try_recv() {
+                Ok(f) => {
+                    if self.mode == vk::PresentModeKHR::MAILBOX {
+                        // Whatever still waits is replaced, unshown.
+                        while let Some(old) = self.queue.pop_front() {
+                            self.pool.release(old.index);
+                            stats::count(Counter::FramesReplaced);
+                        }
+                        self.ready_at = None;
+                    }
+                    self.queue.push_back(f);
+                }
+                Err(TryRecvError::Empty) => return true,
+                Err(TryRecvError::Disconnected) => return false,
+            }
+        }
+    }
+
+    /// When the head frame, ready since `ready`, may be flipped.
+    fn due(&self, ready: Instant) -> Instant {
+        let Some(last) = self.last_flip else {
+            return ready;
+        };
+        let tick = last + self.period;
+        match self.mode {
+            // The first refresh tick once it is ready, one per frame at most.
+            vk::PresentModeKHR::FIFO => tick.max(self.next_tick(ready, last)),
+            // A frame that missed its tick goes up at once (and may tear).
+            vk::PresentModeKHR::FIFO_RELAXED if ready > tick => ready,
+            vk::PresentModeKHR::FIFO_RELAXED => tick,
+            _ => ready,
+        }
+    }
+
+    /// The first refresh tick at or after `t`, ticks running from `last`.
+    fn next_tick(&self, t: Instant, last: Instant) -> Instant {
+        if t <= last {
+            return last;
+        }
+        let periods = (t - last)
+            .as_nanos()
+            .div_ceil(self.period.as_nanos().max(1));
+        last + self.period * u32::try_from(periods).unwrap_or(u32::MAX)
+    }
+
+    fn flip(&mut self, f: Frame, at: Instant) {
+        if let Some(c) = &self.capture {
+            if c.wants(f.seq) {
+                c.write(f.seq, &self.images[f.index as usize], self.opaque);
+            }
+        }
+        if let Some(old) = self.front.replace(f.index) {
+            self.pool.release(old);
+        }
+        self.last_flip = Some(at);
+        stats::count(Counter::FramesDisplayed);
+    }
+
+    /// Captures a frame the screen never showed, once its render is done.
+    fn capture_late(&self, f: Frame) {
+        let Some(c) = self.capture.as_ref().filter(|c| c.wants(f.seq)) else {
+            return;
+        };
+        let image = &self.images[f.index as usize];
+        if image.dma_buf.wait(Access::Read, None).unwrap_or(false) {
+            c.write(f.seq, image, self.opaque);
+        }
+    }
+
+    /// Sleeps until a present or stop rings, the dma-buf of `image` is
+    /// readable, or `timeout` passes.
+    fn sleep(&self, image: Option<u32>, timeout: Option<Duration>) {
+        let ts = timeout.map(|t| Timespec {
+            tv_sec: t.as_secs().try_into().unwrap_or(i64::MAX),
+            tv_nsec: t.subsec_nanos().into(),
+        });
+        let wake = self.wake.as_fd();
+        let mut fds = [
+            PollFd::from_borrowed_fd(wake, PollFlags::IN),
+            PollFd::from_borrowed_fd(wake, PollFlags::empty()),
+        ];
+        let n = match image {
+            Some(i) => {
+                fds[1] = PollFd::from_borrowed_fd(
+                    self.images[i as usize].dma_buf.as_fd(),
+                    PollFlags::IN,
+                );
+                2
+            }
+            None => 1,
+        };
+        // EINTR and the like only end this sleep early; the loop looks again.
+        let _ = rustix::event::poll(&mut fds[..n], ts.as_ref());
+        if fds[0].revents().contains(PollFlags::IN) {
+            let mut buf = [0u8; 8];
+            let _ = rustix::io::read(&*self.wake, &mut buf);
+        }
+    }
+}

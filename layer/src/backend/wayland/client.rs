@@ -1,0 +1,535 @@
+//! The layer's own connection on the application's `wl_display`: a private
+//! event queue (libwayland's `wl_event_queue` under wayland-backend's foreign
+//! display), so the application's queues never see the layer's events and
+//! the layer never dispatches the application's; the globals the layer
+//! binds; and dispatching with a deadline.
+
+use std::ffi::c_void;
+use std::io::ErrorKind;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::time::{Duration, Instant};
+
+use rustix::event::{PollFd, PollFlags, Timespec};
+use syncfile::SyncFile;
+use wayland_backend::client::{Backend, WaylandError as Wire};
+use wayland_client::protocol::{wl_buffer, wl_callback, wl_display::WlDisplay, wl_registry};
+use wayland_client::{Connection, Dispatch, DispatchError, EventQueue, QueueHandle};
+use wayland_protocols::wp::linux_dmabuf::zv1::client::{
+    zwp_linux_buffer_params_v1 as params, zwp_linux_dmabuf_feedback_v1 as feedback,
+    zwp_linux_dmabuf_v1 as dmabuf,
+};
+use wayland_protocols::wp::linux_explicit_synchronization::zv1::client::{
+    zwp_linux_buffer_release_v1 as release, zwp_linux_explicit_synchronization_v1 as explicit,
+    zwp_linux_surface_synchronization_v1 as surface_sync,
+};
+
+use super::formats::{self, CompositorFormats};
+use super::{Release, WaylandError};
+
+/// The highest `zwp_linux_dmabuf_v1` version the layer speaks: v4 brings the
+/// feedback with the format table; later versions add nothing it uses.
+const DMABUF_VERSION: u32 = 4;
+/// v3 is the first with modifier events; older ones cannot say LINEAR.
+const DMABUF_MIN_VERSION: u32 = 3;
+/// v2 makes `get_release` usable.
+const EXPLICIT_SYNC_VERSION: u32 = 2;
+/// Announced by weston 15 and others; lavapipe cannot export DRM syncobjs,
+/// so the layer only reports it.
+const DRM_SYNCOBJ: &str = "wp_linux_drm_syncobj_manager_v1";
+
+/// What the compositor offers the layer.
+#[derive(Clone, Debug, Default)]
+pub struct Offer {
+    /// The bound `zwp_linux_dmabuf_v1` version, 0 when not offered (or too old).
+    pub dmabuf_version: u32,
+    /// `zwp_linux_explicit_synchronization_v1` (v2+) is bound.
+    pub explicit_sync: bool,
+    /// `wp_linux_drm_syncobj_manager_v1` is announced.
+    pub drm_syncobj: bool,
+    /// The format/modifier pairs it accepts, most preferred first.
+    pub formats: CompositorFormats,
+}
+
+/// A `wl_callback`'s purpose.
+pub(super) enum Callback {
+    /// A `wl_display.sync` of a roundtrip, by its serial.
+    Sync(u64),
+    /// A surface's frame callback.
+    Frame,
+}
+
+/// Everything the layer's queue has received.
+#[derive(Default)]
+pub(super) struct State {
+    globals: Vec<(u32, String, u32)>,
+    synced: u64,
+    /// Formats from v3 `modifier` events, or from the latest complete
+    /// feedback.
+    formats: CompositorFormats,
+    feedback: FeedbackInProgress,
+    feedback_done: bool,
+    pub(super) frames_done: u64,
+    pub(super) released: Vec<(u32, Release)>,
+}
+
+/// A feedback being received: the table persists across updates, the
+/// tranches start anew with each.
+#[derive(Default)]
+struct FeedbackInProgress {
+    table: Vec<(formats::Fourcc, u64)>,
+    tranche: Vec<(formats::Fourcc, u64)>,
+    formats: CompositorFormats,
+    failed: Option<std::io::Error>,
+}
+
+pub struct Client {
+    conn: Connection,
+    queue: EventQueue<State>,
+    pub(super) state: State,
+    pub(super) dmabuf: Option<dmabuf::ZwpLinuxDmabufV1>,
+    pub(super) explicit: Option<explicit::ZwpLinuxExplicitSynchronizationV1>,
+    feedback: Option<feedback::ZwpLinuxDmabufFeedbackV1>,
+    offer: Offer,
+    /// How long any one wait on the compositor may take.
+    timeout: Duration,
+    roundtrips: u64,
+}
+
+fn lost(e: impl std::fmt::Display) -> WaylandError {
+    WaylandError::Lost(e.to_string())
+}
+
+impl Client {
+    /// Connects to the compositor on the application's display: binds the
+    /// globals the layer uses and learns the compositor's formats, waiting
+    /// at most `timeout` for each answer.
+    ///
+    /// # Safety
+    /// `display` is a live `wl_display*` that outlives the returned client
+    /// (Vulkan requires it to outlive the surface).
+    pub unsafe fn connect(display: *mut c_void, timeout: Duration) -> Result<Self, WaylandError> {
+        if display.is_null() {
+            return Err(WaylandError::BadHandle);
+        }
+        if !wayland_sys::client::is_lib_available() {
+            return Err(WaylandError::NoLibrary);
+        }
+        // SAFETY: the caller guarantees a live display; the backend makes
+        // its own event queue on it and never disconnects it.
+        let backend = unsafe { Backend::from_foreign_display(display.cast()) };
+        let conn = Connection::from_backend(backend);
+        let queue = conn.new_event_queue();
+        let mut client = Client {
+            conn,
+            queue,
+            state: State::default(),
+            dmabuf: None,
+            explicit: None,
+            feedback: None,
+            offer: Offer::default(),
+            timeout,
+            roundtrips: 0,
+        };
+        client.bind_globals()?;
+        Ok(client)
+    }
+
+    fn bind_globals(&mut self) -> Result<(), WaylandError> {
+        let qh = self.queue.handle();
+        let registry = self.conn.display().get_registry(&qh, ());
+        self.roundtrip()?;
+        let globals = std::mem::take(&mut self.state.globals);
+        for (name, interface, version) in &globals {
+            match interface.as_str() {
+                "zwp_linux_dmabuf_v1" if *version >= DMABUF_MIN_VERSION => {
+                    let v = (*version).min(DMABUF_VERSION);
+                    let d: dmabuf::ZwpLinuxDmabufV1 = registry.bind(*name, v, &qh, ());
+                    if v >= 4 {
+                        self.feedback = Some(d.get_default_feedback(&qh, ()));
+                    }
+                    self.offer.dmabuf_version = v;
+                    self.dmabuf = Some(d);
+                }
+                "zwp_linux_explicit_synchronization_v1" if *version >= EXPLICIT_SYNC_VERSION => {
+                    self.explicit = Some(registry.bind(*name, EXPLICIT_SYNC_VERSION, &qh, ()));
+                    self.offer.explicit_sync = true;
+                }
+                DRM_SYNCOBJ => self.offer.drm_syncobj = true,
+                _ => {}
+            }
+        }
+        if self.dmabuf.is_none() {
+            tracing::debug!("the compositor offers no zwp_linux_dmabuf_v1 of version 3 or later");
+            return Ok(());
+        }
+        // v3 sends its modifier events right after the bind; v4's default
+        // feedback ends with `done`.
+        if self.feedback.is_some() {
+            self.dispatch_until("the dma-buf feedback", |s| s.feedback_done)?;
+            if let Some(e) = self.state.feedback.failed.take() {
+                return Err(WaylandError::FormatTable(e));
+            }
+        } else {
+            self.roundtrip()?;
+        }
+        self.offer.formats = self.state.formats.clone();
+        tracing::debug!(
+            "compositor: zwp_linux_dmabuf_v1 v{} with {} format/modifier pairs, explicit sync {}, drm syncobj {}",
+            self.offer.dmabuf_version,
+            self.offer.formats.len(),
+            self.offer.explicit_sync,
+            self.offer.drm_syncobj
+        );
+        Ok(())
+    }
+
+    pub fn offer(&self) -> &Offer {
+        &self.offer
+    }
+
+    pub(super) fn connection(&self) -> &Connection {
+        &self.conn
+    }
+
+    pub(super) fn handle(&self) -> QueueHandle<State> {
+        self.queue.handle()
+    }
+
+    /// Fails once the connection has failed: a protocol error (on any
+    /// object, the application's included) or a broken socket.
+    pub fn check(&self) -> Result<(), WaylandError> {
+        match self.conn.backend().last_error() {
+            Some(e) => Err(lost(e)),
+            None => Ok(()),
+        }
+    }
+
+    /// Sends the queued requests; a full socket buffer is not an error (the
+    /// next flush or dispatch sends the rest).
+    pub fn flush(&self) -> Result<(), WaylandError> {
+        match self.conn.flush() {
+            Err(Wire::Io(e)) if e.kind() == ErrorKind::WouldBlock => Ok(()),
+            r => r.map_err(lost),
+        }
+    }
+
+    /// Dispatches the layer's queue: the events already received, or else
+    /// those that arrive within `timeout` (or until `wake` is readable).
+    /// Returns how many were dispatched (0 when the time ran out or `wake`
+    /// rang).
+    pub fn dispatch(
+        &mut self,
+        timeout: Duration,
+        wake: Option<BorrowedFd<'_>>,
+    ) -> Result<usize, WaylandError> {
+        self.check()?;
+        let n = self.dispatch_pending()?;
+        if n > 0 {
+            return Ok(n);
+        }
+        self.flush()?;
+        let Some(guard) = self.queue.prepare_read() else {
+            // Another thread read events for this queue meanwhile.
+            return self.dispatch_pending();
+        };
+        // Between prepare_read and read (or the guard's cancel on drop),
+        // other readers of the display wait for this one: nothing here may
+        // block on anything but this poll.
+        let readable = {
+            let fd = guard.connection_fd();
+            let mut fds = [
+                PollFd::new(&fd, PollFlags::IN),
+                PollFd::new(&fd, PollFlags::empty()),
+            ];
+            let n = match wake {
+                Some(w) => {
+                    fds[1] = PollFd::from_borrowed_fd(w, PollFlags::IN);
+                    2
+                }
+                None => 1,
+            };
+            let limit = Timespec::try_from(timeout).unwrap_or(Timespec {
+                tv_sec: i64::MAX,
+                tv_nsec: 0,
+            });
+            match rustix::event::poll(&mut fds[..n], Some(&limit)) {
+                Ok(_) => !fds[0].revents().is_empty(),
+                Err(rustix::io::Errno::INTR) => false,
+                Err(e) => return Err(lost(e)),
+            }
+        };
+        if !readable {
+            // Dropping the guard cancels the read, releasing other readers.
+            return Ok(0);
+        }
+        match guard.read() {
+            Ok(_) => {}
+            // Another reader took the bytes: what was ours is queued.
+            Err(Wire::Io(e)) if e.kind() == ErrorKind::WouldBlock => {}
+            Err(e) => return Err(lost(e)),
+        }
+        self.dispatch_pending()
+    }
+
+    fn dispatch_pending(&mut self) -> Result<usize, WaylandError> {
+        self.queue
+            .dispatch_pending(&mut self.state)
+            .map_err(|e| match e {
+                DispatchError::Backend(w) => lost(w),
+                bad @ DispatchError::BadMessage { .. } => lost(bad),
+            })
+    }
+
+    /// Dispatches until `done` holds, for at most the client's timeout.
+    pub(super) fn dispatch_until(
+        &mut self,
+        what: &str,
+        done: impl Fn(&State) -> bool,
+    ) -> Result<(), WaylandError> {
+        let deadline = Instant::now() + self.timeout;
+        while !done(&self.state) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                tracing::warn!(
+                    "the compositor did not send {what} within {:?}",
+                    self.timeout
+                );
+                return Err(WaylandError::Timeout(self.timeout));
+            }
+            self.dispatch(left, None)?;
+        }
+        Ok(())
+    }
+
+    /// Waits until the compositor has handled every request sent so far,
+    /// dispatching what it answered meanwhile.
+    pub fn roundtrip(&mut self) -> Result<(), WaylandError> {
+        self.roundtrips += 1;
+        let serial = self.roundtrips;
+        let display: WlDisplay = self.conn.display();
+        display.sync(&self.queue.handle(), Callback::Sync(serial));
+        self.dispatch_until("a roundtrip's answer", |s| s.synced >= serial)
+    }
+
+    /// Frame callbacks received so far.
+    pub fn frames_done(&self) -> u64 {
+        self.state.frames_done
+    }
+
+    /// The releases received since the last call, in order.
+    pub fn take_released(&mut self) -> Vec<(u32, Release)> {
+        std::mem::take(&mut self.state.released)
+    }
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        // The compositor frees its side of the objects that have destructor
+        // requests; wayland-backend destroys the proxies themselves, then
+        // the queue, and never the application's display.
+        if let Some(f) = self.feedback.take() {
+            f.destroy();
+        }
+        if let Some(e) = self.explicit.take() {
+            e.destroy();
+        }
+        if let Some(d) = self.dmabuf.take() {
+            d.destroy();
+        }
+        let _ = self.flush();
+    }
+}
+
+impl Dispatch<wl_registry::WlRegistry, ()> for State {
+    fn event(
+        state: &mut Self,
+        _: &wl_registry::WlRegistry,
+        event: wl_registry::Event,
+        _: &(),
+        _: &Connection,
+        _: &QueueHandle<Self>,
+    ) {
+        // Globals that come later (hot-plugged outputs and the like) are not
+        // ones the layer binds.
+        if let wl_registry::Event::Global {
+            name,
+            interface,
+            version,
+        } = event
+        {
+            state.globals.push((name, interface, version));
+        }
+    }
+}
+
+impl Dispatch<wl_callback::WlCallback, Callback> for State {
+    fn event(
+        state: &mut Self,
+        _: &wl_callback::WlCallback,
+        _: wl_callback::Event,
+        data: &Callback,
+        _: &Connection,
+        _: &QueueHandle<Self>,
+    ) {
+        match data {
+            Callback::Sync(serial) => state.synced = state.synced.max(*serial),
+            Callback::Frame => state.frames_done += 1,
+        }
+    }
+}
+
+impl Dispatch<dmabuf::ZwpLinuxDmabufV1, ()> for State {
+    fn event(
+        state: &mut Self,
+        _: &dmabuf::ZwpLinuxDmabufV1,
+        event: dmabuf::Event,
+        _: &(),
+        _: &Connection,
+        _: &QueueHandle<Self>,
+    ) {
+        // v3 only: v4 announces its formats through the feedback instead.
+        if let dmabuf::Event::Modifier {
+            format,
+            modifier_hi,
+            modifier_lo,
+        } = event
+        {
+            state.formats.add(
+                format,
+                u64::from(modifier_hi) << 32 | u64::from(modifier_lo),
+            );
+        }
+    }
+}
+
+/// Reads the `size` bytes of a format table; v4+ requires a private map.
+fn read_format_table(fd: &OwnedFd, size: u32) -> std::io::Result<Vec<(formats::Fourcc, u64)>> {
+    use rustix::mm::{mmap, munmap, MapFlags, ProtFlags};
+    let len = size as usize;
+    if len == 0 {
+        return Ok(Vec::new());
+    }
+    // SAFETY: a fresh private read-only mapping of the compositor's table,
+    // read and unmapped before returning; nothing else aliases it.
+    unsafe {
+        let ptr = mmap(
+            std::ptr::null_mut(),
+            len,
+            ProtFlags::READ,
+            MapFlags::PRIVATE,
+            fd.as_fd(),
+            0,
+        )?;
+        let table = formats::parse_format_table(std::slice::from_raw_parts(ptr.cast::<u8>(), len));
+        munmap(ptr, len)?;
+        Ok(table)
+    }
+}
+
+impl Dispatch<feedback::ZwpLinuxDmabufFeedbackV1, ()> for State {
+    fn event(
+        state: &mut Self,
+        _: &feedback::ZwpLinuxDmabufFeedbackV1,
+        event: feedback::Event,
+        _: &(),
+        _: &Connection,
+        _: &QueueHandle<Self>,
+    ) {
+        let fb = &mut state.feedback;
+        match event {
+            feedback::Event::FormatTable { fd, size } => match read_format_table(&fd, size) {
+                Ok(t) => fb.table = t,
+                Err(e) => fb.failed = Some(e),
+            },
+            feedback::Event::TrancheFormats { indices } => {
+                fb.tranche
+                    .extend(formats::tranche_pairs(&fb.table, &indices));
+            }
+            feedback::Event::TrancheDone => {
+                let tranche = std::mem::take(&mut fb.tranche);
+                fb.formats.extend(tranche);
+            }
+            feedback::Event::Done => {
+                state.formats = std::mem::take(&mut fb.formats);
+                state.feedback_done = true;
+            }
+            // The layer's images live in system memory (or wherever the
+            // driver put them): any device the compositor names will do.
+            _ => {}
+        }
+    }
+}
+
+impl Dispatch<params::ZwpLinuxBufferParamsV1, ()> for State {
+    fn event(
+        _: &mut Self,
+        _: &params::ZwpLinuxBufferParamsV1,
+        event: params::Event,
+        _: &(),
+        _: &Connection,
+        _: &QueueHandle<Self>,
+    ) {
+        // Only `create` (not the `create_immed` the layer uses) answers with
+        // these; a failed `create_immed` is a protocol error.
+        tracing::debug!("unexpected zwp_linux_buffer_params_v1 event {event:?}");
+    }
+}
+
+impl Dispatch<wl_buffer::WlBuffer, u32> for State {
+    fn event(
+        state: &mut Self,
+        _: &wl_buffer::WlBuffer,
+        event: wl_buffer::Event,
+        image: &u32,
+        _: &Connection,
+        _: &QueueHandle<Self>,
+    ) {
+        if let wl_buffer::Event::Release = event {
+            state.released.push((*image, Release::Buffer));
+        }
+    }
+}
+
+impl Dispatch<explicit::ZwpLinuxExplicitSynchronizationV1, ()> for State {
+    fn event(
+        _: &mut Self,
+        _: &explicit::ZwpLinuxExplicitSynchronizationV1,
+        _: explicit::Event,
+        _: &(),
+        _: &Connection,
+        _: &QueueHandle<Self>,
+    ) {
+        // The interface has no events.
+    }
+}
+
+impl Dispatch<surface_sync::ZwpLinuxSurfaceSynchronizationV1, ()> for State {
+    fn event(
+        _: &mut Self,
+        _: &surface_sync::ZwpLinuxSurfaceSynchronizationV1,
+        _: surface_sync::Event,
+        _: &(),
+        _: &Connection,
+        _: &QueueHandle<Self>,
+    ) {
+        // The interface has no events.
+    }
+}
+
+impl Dispatch<release::ZwpLinuxBufferReleaseV1, u32> for State {
+    fn event(
+        state: &mut Self,
+        _: &release::ZwpLinuxBufferReleaseV1,
+        event: release::Event,
+        image: &u32,
+        _: &Connection,
+        _: &QueueHandle<Self>,
+    ) {
+        let r = match event {
+            release::Event::FencedRelease { fence } => Release::Fenced(SyncFile::from(fence)),
+            release::Event::ImmediateRelease => Release::Immediate,
+            _ => return,
+        };
+        state.released.push((*image, r));
+    }
+}

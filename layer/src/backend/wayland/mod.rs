@@ -1,0 +1,230 @@
+//! The Wayland backend (`VK_KHR_wayland_surface`).
+//!
+//! The layer owns a Wayland surface when the compositor offers
+//! `zwp_linux_dmabuf_v1` (checked once, when the surface is created) and
+//! the device has what the layer needs; otherwise the driver's own WSI
+//! serves it. Each swapchain gets its own connection on the application's
+//! `wl_display` (a private event queue: the application's queues never see
+//! the layer's events), a `wl_buffer` per image made from its dma-buf, and
+//! a thread that commits and takes releases ([`presenter`]).
+//!
+//! Sync: the sync bridge has already made the render the dma-buf's write
+//! fence when an image arrives here. When the compositor offers
+//! `zwp_linux_explicit_synchronization_v1` and `SYNCFILE_WSI_SYNC` allows
+//! it (`auto` or `explicit`), the same sync_file goes along as the commit's
+//! acquire fence and the compositor's release fence is added to the
+//! dma-buf as a read fence, which the next acquire's export returns.
+//! `wp_linux_drm_syncobj_v1` is detected and reported only: the layer's
+//! drivers cannot export DRM syncobjs.
+//!
+//! libwayland-client is loaded with `dlopen` on first use, so applications
+//! without Wayland still load the layer. Every wait on the compositor has a
+//! deadline: a compositor that goes away or raises a protocol error makes
+//! the surface lost (`VK_ERROR_SURFACE_LOST_KHR`), never a hang or a crash.
+
+mod client;
+pub mod formats;
+mod link;
+mod presenter;
+pub mod vulkan;
+
+use std::ffi::c_void;
+use std::os::fd::AsFd;
+use std::ptr::NonNull;
+use std::time::Duration;
+
+use ash::vk;
+
+pub use client::{Client, Offer};
+pub use link::{BufferDesc, Plane, Release, SurfaceLink};
+
+use super::{Backend, BackendError, Presenter, PresenterConfig};
+use crate::formats::{Format, SwapchainCaps};
+use crate::settings::{Settings, SyncMode};
+use crate::surface::Surface;
+use presenter::WaylandPresenter;
+
+/// How long the layer waits for any one answer from the compositor.
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+const PRESENT_MODES: [vk::PresentModeKHR; 3] = [
+    vk::PresentModeKHR::FIFO,
+    vk::PresentModeKHR::MAILBOX,
+    vk::PresentModeKHR::IMMEDIATE,
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum WaylandError {
+    #[error("libwayland-client.so.0 cannot be loaded")]
+    NoLibrary,
+    #[error("the application's wl_display or wl_surface pointer is not one")]
+    BadHandle,
+    #[error("the connection to the compositor is lost: {0}")]
+    Lost(String),
+    #[error("the compositor did not answer within {0:?}")]
+    Timeout(Duration),
+    #[error("the compositor does not offer {0}")]
+    NotOffered(&'static str),
+    #[error("the compositor's dma-buf format table cannot be read: {0}")]
+    FormatTable(#[source] std::io::Error),
+    #[error("the image's layout does not fit the protocol's 32-bit offsets")]
+    Layout,
+    #[error("the compositor accepts neither {0:#x} nor {1:#x} with modifier {2:#x}")]
+    Format(formats::Fourcc, formats::Fourcc, u64),
+}
+
+/// An owned Wayland surface: the application's display and surface, and
+/// what the compositor offered when it was created.
+#[derive(Debug)]
+pub struct WaylandSurface {
+    display: NonNull<c_void>,
+    surface: NonNull<c_void>,
+    offer: Offer,
+}
+
+// SAFETY: the pointers are only ever handed to libwayland, whose proxies may
+// be used from any thread (it locks the display itself); Vulkan makes the
+// application keep them alive as long as the VkSurfaceKHR.
+unsafe impl Send for WaylandSurface {}
+// SAFETY: as above; the layer never dereferences them itself.
+unsafe impl Sync for WaylandSurface {}
+
+pub struct Wayland;
+
+pub static WAYLAND: Wayland = Wayland;
+
+fn wayland(surface: &Surface) -> Option<&WaylandSurface> {
+    surface.wayland.as_deref()
+}
+
+/// Whether a swapchain on this surface uses the explicit-sync protocol.
+fn explicit(offer: &Offer, sync: SyncMode) -> bool {
+    match sync {
+        SyncMode::Auto | SyncMode::Explicit => offer.explicit_sync,
+        // The CPU fallback hands over finished renders only; implicit is
+        // what the setting says.
+        SyncMode::Implicit | SyncMode::Cpu => false,
+    }
+}
+
+/// The DRM format an image of `format` goes to the compositor as: the one
+/// its alpha handling asks for if the compositor takes it with `modifier`,
+/// else the other (alpha then blended, or ignored, unasked).
+fn drm_format(
+    offer: &Offer,
+    format: vk::Format,
+    opaque: bool,
+    modifier: u64,
+) -> Result<formats::Fourcc, WaylandError> {
+    let wanted = formats::drm_format(format, opaque);
+    let other = formats::drm_format(format, !opaque);
+    match (wanted, other) {
+        (Some(w), _) if offer.formats.contains(w, modifier) => Ok(w),
+        (_, Some(o)) if offer.formats.contains(o, modifier) => Ok(o),
+        _ => Err(WaylandError::Format(
+            wanted.unwrap_or(0),
+            other.unwrap_or(0),
+            modifier,
+        )),
+    }
+}
+
+impl Backend for Wayland {
+    fn capabilities(&self, _: &Surface, caps: &SwapchainCaps) -> vk::SurfaceCapabilitiesKHR {
+        vk::SurfaceCapabilitiesKHR {
+            // One image on the screen, one being drawn; no upper bound.
+            min_image_count: 2,
+            max_image_count: 0,
+            // A Wayland surface takes the size of what is attached to it:
+            // the swapchain's extent decides.
+            current_extent: vk::Extent2D {
+                width: u32::MAX,
+                height: u32::MAX,
+            },
+            min_image_extent: vk::Extent2D {
+                width: 1,
+                height: 1,
+            },
+            max_image_extent: vk::Extent2D {
+                width: caps.max_extent,
+                height: caps.max_extent,
+            },
+            max_image_array_layers: 1,
+            supported_transforms: vk::SurfaceTransformFlagsKHR::IDENTITY,
+            current_transform: vk::SurfaceTransformFlagsKHR::IDENTITY,
+            // Opaque images go as X formats; others are blended
+            // premultiplied, as Wayland defines alpha.
+            supported_composite_alpha: vk::CompositeAlphaFlagsKHR::OPAQUE
+                | vk::CompositeAlphaFlagsKHR::PRE_MULTIPLIED,
+            supported_usage_flags: caps.usage,
+        }
+    }
+
+    fn present_modes(&self, _: &Surface) -> &'static [vk::PresentModeKHR] {
+        &PRESENT_MODES
+    }
+
+    fn accepts_modifier(
+        &self,
+        surface: &Surface,
+        format: Format,
+        modifier: u64,
+        _: &Settings,
+    ) -> bool {
+        wayland(surface).is_some_and(|w| {
+            [true, false]
+                .into_iter()
+                .any(|opaque| drm_format(&w.offer, format.vk, opaque, modifier).is_ok())
+        })
+    }
+
+    fn create_presenter(
+        &self,
+        surface: &Surface,
+        config: PresenterConfig<'_>,
+    ) -> Result<Box<dyn Presenter>, BackendError> {
+        let w = wayland(surface).ok_or(WaylandError::BadHandle)?;
+        // SAFETY: Vulkan makes the application keep its display alive as
+        // long as the surface, and the swapchain does not outlive that.
+        let mut client = unsafe { Client::connect(w.display.as_ptr(), TIMEOUT) }?;
+        let explicit = explicit(client.offer(), config.settings.sync);
+        if config.settings.sync == SyncMode::Explicit && !explicit {
+            tracing::warn!("SYNCFILE_WSI_SYNC=explicit, but the compositor offers no explicit-sync protocol: implicit sync only");
+        }
+        // SAFETY: as for the display; the surface outlives the swapchain.
+        let link = unsafe { SurfaceLink::new(&client, w.surface.as_ptr(), explicit) }?;
+        let opaque = config.composite_alpha == vk::CompositeAlphaFlagsKHR::OPAQUE;
+        let mut buffers = Vec::with_capacity(config.images.len());
+        for (i, image) in config.images.iter().enumerate() {
+            let desc = BufferDesc {
+                width: image.extent.width,
+                height: image.extent.height,
+                format: drm_format(client.offer(), image.format.vk, opaque, image.modifier)?,
+                modifier: image.modifier,
+                planes: vec![Plane {
+                    fd: image.dma_buf.as_fd(),
+                    offset: image.offset.try_into().map_err(|_| WaylandError::Layout)?,
+                    stride: image.stride.try_into().map_err(|_| WaylandError::Layout)?,
+                }],
+            };
+            buffers.push(client.create_buffer(&desc, i as u32)?);
+        }
+        // A buffer the compositor refuses is a protocol error: seen here,
+        // not at the first present.
+        client.roundtrip()?;
+        tracing::info!(
+            "Wayland swapchain: {} images, {:?}, {} sync",
+            buffers.len(),
+            config.present_mode,
+            if explicit { "explicit" } else { "implicit" }
+        );
+        Ok(Box::new(WaylandPresenter::start(
+            client,
+            link,
+            buffers,
+            config.images,
+            config.present_mode,
+            config.pool,
+        )?))
+    }
+}

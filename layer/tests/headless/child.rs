@@ -1,0 +1,233 @@
+//! The Vulkan programs the tests run in child processes (this same binary
+//! with `SYNCFILE_TEST_CHILD=<scenario>`), so that each gets its own
+//! environment, loader and layer instance, and a hang or crash cannot take
+//! the test runner with it. Each prints one JSON line as its result; the
+//! parent (`tests.rs`) judges it.
+
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use ash::vk;
+use serde_json::{json, Value};
+
+use crate::client::{mode_name, parse_mode, Chain, Result, Vk};
+use crate::fds;
+use crate::messenger::{excused_errors, validation_errors};
+
+/// The scenario's parameter (a present mode, a count), if it takes one.
+pub const PARAM: &str = "SYNCFILE_TEST_PARAM";
+
+/// Small images: the guest renders on an emulated CPU.
+const SIZE: u32 = 64;
+
+pub fn run(scenario: &str) -> ExitCode {
+    let result = match scenario {
+        "frames" => frames(),
+        "validation" => validation(),
+        "acquire_waits" => crate::held::acquire_waits(),
+        "timeouts" => timeouts(),
+        "leaks" => leaks(),
+        other => Err(format!("unknown scenario {other}").into()),
+    };
+    match result {
+        Ok(v) => {
+            println!("{v}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("child {scenario}: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn param() -> Result<String> {
+    std::env::var(PARAM).map_err(|_| format!("{PARAM} is not set").into())
+}
+
+/// `PARAM` = `MODE:N`: N frames in that present mode.
+fn frames() -> Result<Value> {
+    let p = param()?;
+    let (mode, n) = p.split_once(':').ok_or("PARAM is MODE:N")?;
+    let (mode, n): (_, u32) = (parse_mode(mode)?, n.parse()?);
+    let vk = Vk::new(false)?;
+    let mut chain = Chain::new(&vk, mode, SIZE, 0, vk::SwapchainKHR::null())?;
+    let mut indices = Vec::new();
+    for _ in 0..n {
+        indices.push(chain.frame()?);
+    }
+    chain.wait_idle()?;
+    let (images, format) = (chain.images.len(), chain.format);
+    drop(chain);
+    Ok(json!({
+        "mode": mode_name(mode),
+        "frames": n,
+        "images": images,
+        "format": format!("{format:?}"),
+        "indices": indices,
+    }))
+}
+
+/// 300 frames in each present mode under a messenger, then one deliberate
+/// mistake: the errors before it are the run's, the ones after prove the
+/// messenger hears the validation layer.
+fn validation() -> Result<Value> {
+    let vk = Vk::new(true)?;
+    let features2_missing = vk.modifier_features2_missing(vk::Format::B8G8R8A8_UNORM);
+    let mut per_mode = serde_json::Map::new();
+    for mode in vk.test_modes()? {
+        let before = validation_errors().0;
+        let mut chain = Chain::new(&vk, mode, SIZE, 0, vk::SwapchainKHR::null())?;
+        for _ in 0..300 {
+            chain.frame()?;
+        }
+        chain.wait_idle()?;
+        drop(chain);
+        per_mode.insert(
+            mode_name(mode).into(),
+            json!(validation_errors().0 - before),
+        );
+    }
+    let (errors, messages) = validation_errors();
+    vk.leak_a_semaphore()?;
+    drop(vk);
+    let (after, all) = validation_errors();
+    Ok(json!({
+        "errors": errors,
+        "per_mode": per_mode,
+        "messages": messages,
+        "driver_lacks_modifier_features2": features2_missing,
+        "excused": excused_errors(),
+        "canary_errors": after - errors,
+        "canary_messages": all[messages.len()..],
+    }))
+}
+
+fn result_name(r: std::result::Result<u32, vk::Result>) -> String {
+    match r {
+        Ok(_) => "SUCCESS".into(),
+        Err(e) => format!("{e:?}"),
+    }
+}
+
+/// For each present mode: acquire every image the swapchain gives with a
+/// zero timeout, then with no image left a zero timeout, a finite one and
+/// (after presenting them all, so that the consumer releases some) an
+/// infinite one, with a fence that must be untouched by the failures.
+fn timeouts() -> Result<Value> {
+    let vk = Vk::new(false)?;
+    let mut out = serde_json::Map::new();
+    for mode in vk.test_modes()? {
+        out.insert(mode_name(mode).into(), timeouts_in(&vk, mode)?);
+    }
+    Ok(Value::Object(out))
+}
+
+const FINITE: Duration = Duration::from_millis(100);
+
+fn timeouts_in(vk: &Vk, mode: vk::PresentModeKHR) -> Result<Value> {
+    let chain = Chain::new(vk, mode, SIZE, 0, vk::SwapchainKHR::null())?;
+    let images = chain.images.len();
+    let mut held = Vec::new();
+    let free = loop {
+        let s = vk.semaphore()?;
+        match chain.acquire(0, s, vk::Fence::null()) {
+            Ok(i) => held.push((i, s)),
+            Err(e) => {
+                // SAFETY: the failed acquire left the semaphore untouched.
+                unsafe { vk.device.destroy_semaphore(s, None) };
+                break format!("{e:?}");
+            }
+        }
+        if held.len() > images {
+            return Err(format!("acquired more than the {images} images").into());
+        }
+    };
+    let acquired = held.len();
+    let (s, f) = (vk.semaphore()?, vk.fence(false)?);
+    let zero = result_name(chain.acquire(0, s, f));
+    let t = Instant::now();
+    let finite = result_name(chain.acquire(FINITE.as_nanos() as u64, s, f));
+    let finite_ms = t.elapsed().as_secs_f64() * 1e3;
+    // SAFETY: a live fence with no pending signal but the acquires'.
+    let untouched = unsafe { vk.device.get_fence_status(f) } == Ok(false);
+    for &(i, acquired) in &held {
+        chain.submit_clear(i, acquired, vk::Fence::null())?;
+        chain.present(i, &[chain.rendered[i as usize]])?;
+    }
+    let t = Instant::now();
+    let infinite = chain.acquire(u64::MAX, s, f);
+    let infinite_ms = t.elapsed().as_secs_f64() * 1e3;
+    // SAFETY: the fence of the acquire above; bounded so that a broken
+    // layer fails the test instead of hanging it.
+    let signalled = unsafe { vk.device.wait_for_fences(&[f], true, 10_000_000_000) }.is_ok();
+    if let Ok(i) = infinite {
+        chain.submit_clear(i, s, vk::Fence::null())?;
+        chain.present(i, &[chain.rendered[i as usize]])?;
+    }
+    chain.wait_idle()?;
+    // SAFETY: the device is idle; nothing uses these any more.
+    unsafe {
+        for (_, acquired) in held.drain(..) {
+            vk.device.destroy_semaphore(acquired, None);
+        }
+        vk.device.destroy_semaphore(s, None);
+        vk.device.destroy_fence(f, None);
+    }
+    Ok(json!({
+        "images": images,
+        "min_image_count": chain.min_image_count,
+        "acquired_with_zero_timeout": acquired,
+        "first_refusal": free,
+        "zero": zero,
+        "finite": finite,
+        "finite_ms": finite_ms,
+        "fence_untouched_by_failures": untouched,
+        "infinite": result_name(infinite),
+        "infinite_ms": infinite_ms,
+        "fence_signalled": signalled,
+    }))
+}
+
+/// Open descriptors and resident memory after a warm-up and after 200
+/// swapchain create/destroy cycles (each new swapchain replacing the last
+/// through `oldSwapchain`) with 25 presents each: 5 000 presents.
+fn leaks() -> Result<Value> {
+    let vk = Vk::new(false)?;
+    let mode = vk.fast_mode()?;
+    let cycle = |cycles: u32, presents: u32| -> Result<()> {
+        let mut old: Option<Chain> = None;
+        for _ in 0..cycles {
+            let handle = old
+                .as_ref()
+                .map_or(vk::SwapchainKHR::null(), |c| c.swapchain);
+            let mut chain = Chain::new(&vk, mode, 128, 0, handle)?;
+            drop(old.take());
+            for _ in 0..presents {
+                chain.frame()?;
+            }
+            old = Some(chain);
+        }
+        Ok(())
+    };
+    cycle(10, 25)?;
+    let (fds_before, rss_before) = (fds::count()?, fds::vm_rss_kib()?);
+    // Resident memory every 50 cycles: a leak grows with the cycles, the
+    // allocator's and driver's warm-up levels off.
+    let mut rss = vec![rss_before];
+    for _ in 0..4 {
+        cycle(50, 25)?;
+        rss.push(fds::vm_rss_kib()?);
+    }
+    let (fds_after, rss_after) = (fds::count()?, fds::vm_rss_kib()?);
+    Ok(json!({
+        "mode": mode_name(mode),
+        "cycles": 200,
+        "presents": 200 * 25,
+        "fds_before": fds_before,
+        "fds_after": fds_after,
+        "rss_kib_before": rss_before,
+        "rss_kib_after": rss_after,
+        "rss_kib_every_50_cycles": rss,
+    }))
+}

@@ -1,0 +1,586 @@
+//! A small Vulkan application on a `VK_EXT_headless_surface`, written by the
+//! spec: what the child scenarios drive through the layer (or Mesa's WSI).
+//! Each frame clears the acquired image to a colour of its own and presents
+//! it, with the synchronization a correct application uses, so that any
+//! validation error is the layer's.
+
+use ash::vk;
+
+use crate::messenger::{on_message, APP_LAYERS};
+use crate::record::record_clear;
+
+pub type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
+
+/// Frames in flight: the application waits for the fence of the frame two
+/// frames back before reusing its acquire semaphore.
+const SLOTS: usize = 2;
+
+/// Instance, headless surface, device and queue.
+pub struct Vk {
+    pub instance: ash::Instance,
+    pub surface_fn: ash::khr::surface::Instance,
+    pub surface: vk::SurfaceKHR,
+    utils: Option<(ash::ext::debug_utils::Instance, vk::DebugUtilsMessengerEXT)>,
+    pub pd: vk::PhysicalDevice,
+    pub device: ash::Device,
+    pub swapchain_fn: ash::khr::swapchain::Device,
+    pub queue: vk::Queue,
+    pub pool: vk::CommandPool,
+    pub memory: vk::PhysicalDeviceMemoryProperties,
+    // Last: the loader must outlive everything made through it.
+    _entry: ash::Entry,
+}
+
+impl Vk {
+    /// With `messenger`, a debug-utils messenger counts validation errors
+    /// from instance creation on.
+    pub fn new(messenger: bool) -> Result<Self> {
+        // SAFETY: loading the system's Vulkan loader, as any application does.
+        let entry = unsafe { ash::Entry::load()? };
+        let mut exts = vec![ash::khr::surface::NAME, ash::ext::headless_surface::NAME];
+        if messenger {
+            exts.push(ash::ext::debug_utils::NAME);
+        }
+        let exts: Vec<_> = exts.iter().map(|e| e.as_ptr()).collect();
+        let app = vk::ApplicationInfo::default()
+            .application_name(c"syncfile-wsi-headless-test")
+            .api_version(vk::API_VERSION_1_1);
+        let mut messenger_info = vk::DebugUtilsMessengerCreateInfoEXT::default()
+            .message_severity(
+                vk::DebugUtilsMessageSeverityFlagsEXT::ERROR
+                    | vk::DebugUtilsMessageSeverityFlagsEXT::WARNING,
+            )
+            .message_type(
+                vk::DebugUtilsMessageTypeFlagsEXT::GENERAL
+                    | vk::DebugUtilsMessageTypeFlagsEXT::VALIDATION
+                    | vk::DebugUtilsMessageTypeFlagsEXT::PERFORMANCE,
+            )
+            .pfn_user_callback(Some(on_message));
+        let layers: Vec<std::ffi::CString> = std::env::var(APP_LAYERS)
+            .unwrap_or_default()
+            .split(':')
+            .filter(|l| !l.is_empty())
+            .filter_map(|l| std::ffi::CString::new(l).ok())
+            .collect();
+        let layers: Vec<_> = layers.iter().map(|l| l.as_ptr()).collect();
+        let mut info = vk::InstanceCreateInfo::default()
+            .application_info(&app)
+            .enabled_layer_names(&layers)
+            .enabled_extension_names(&exts);
+        if messenger {
+            // Chained too, so that instance creation itself is validated.
+            info = info.push_next(&mut messenger_info);
+        }
+        // SAFETY: a valid create info. Everything below is made from this
+        // instance and destroyed in `Drop` before it.
+        unsafe {
+            let instance = entry.create_instance(&info, None)?;
+            let utils = if messenger {
+                let utils = ash::ext::debug_utils::Instance::new(&entry, &instance);
+                let m = utils.create_debug_utils_messenger(&messenger_info, None)?;
+                Some((utils, m))
+            } else {
+                None
+            };
+            let surface_fn = ash::khr::surface::Instance::new(&entry, &instance);
+            let surface = ash::ext::headless_surface::Instance::new(&entry, &instance)
+                .create_headless_surface(&vk::HeadlessSurfaceCreateInfoEXT::default(), None)?;
+            let (pd, family) = pick_device(&instance, &surface_fn, surface)?;
+            let priorities = [1.0f32];
+            let queues = [vk::DeviceQueueCreateInfo::default()
+                .queue_family_index(family)
+                .queue_priorities(&priorities)];
+            let dev_exts = [ash::khr::swapchain::NAME.as_ptr()];
+            let device = instance.create_device(
+                pd,
+                &vk::DeviceCreateInfo::default()
+                    .queue_create_infos(&queues)
+                    .enabled_extension_names(&dev_exts),
+                None,
+            )?;
+            let queue = device.get_device_queue(family, 0);
+            let pool = device.create_command_pool(
+                &vk::CommandPoolCreateInfo::default()
+                    .queue_family_index(family)
+                    .flags(vk::CommandPoolCreateFlags::RESET_COMMAND_BUFFER),
+                None,
+            )?;
+            Ok(Self {
+                swapchain_fn: ash::khr::swapchain::Device::new(&instance, &device),
+                memory: instance.get_physical_device_memory_properties(pd),
+                instance,
+                surface_fn,
+                surface,
+                utils,
+                pd,
+                device,
+                queue,
+                pool,
+                _entry: entry,
+            })
+        }
+    }
+
+    pub fn present_modes(&self) -> Result<Vec<vk::PresentModeKHR>> {
+        // SAFETY: the live physical device and surface.
+        Ok(unsafe {
+            self.surface_fn
+                .get_physical_device_surface_present_modes(self.pd, self.surface)?
+        })
+    }
+
+    /// The present modes the tests run in: all four through the layer
+    /// (which must offer them); those Mesa offers in the Mesa baseline.
+    pub fn test_modes(&self) -> Result<Vec<vk::PresentModeKHR>> {
+        if !crate::support::baseline() {
+            return Ok(ALL_MODES.to_vec());
+        }
+        let offered = self.present_modes()?;
+        Ok(ALL_MODES
+            .into_iter()
+            .filter(|m| offered.contains(m))
+            .collect())
+    }
+
+    /// The fastest mode [`Vk::test_modes`] has (no virtual refresh).
+    pub fn fast_mode(&self) -> Result<vk::PresentModeKHR> {
+        Ok(*self.test_modes()?.first().ok_or("no present mode")?)
+    }
+
+    pub fn capabilities(&self) -> Result<vk::SurfaceCapabilitiesKHR> {
+        // SAFETY: the live physical device and surface.
+        Ok(unsafe {
+            self.surface_fn
+                .get_physical_device_surface_capabilities(self.pd, self.surface)?
+        })
+    }
+
+    /// A host-visible, coherent buffer of `size` bytes, mapped.
+    pub fn host_buffer(&self, size: u64) -> Result<HostBuffer<'_>> {
+        // SAFETY: objects of this device, freed by `HostBuffer`'s Drop.
+        unsafe {
+            let buffer = self.device.create_buffer(
+                &vk::BufferCreateInfo::default()
+                    .size(size)
+                    .usage(vk::BufferUsageFlags::TRANSFER_DST),
+                None,
+            )?;
+            let req = self.device.get_buffer_memory_requirements(buffer);
+            let wanted =
+                vk::MemoryPropertyFlags::HOST_VISIBLE | vk::MemoryPropertyFlags::HOST_COHERENT;
+            let kind = (0..self.memory.memory_type_count)
+                .find(|&i| {
+                    req.memory_type_bits & (1 << i) != 0
+                        && self.memory.memory_types[i as usize]
+                            .property_flags
+                            .contains(wanted)
+                })
+                .ok_or("no host-visible coherent memory type")?;
+            let memory = self.device.allocate_memory(
+                &vk::MemoryAllocateInfo::default()
+                    .allocation_size(req.size)
+                    .memory_type_index(kind),
+                None,
+            )?;
+            self.device.bind_buffer_memory(buffer, memory, 0)?;
+            let ptr = self
+                .device
+                .map_memory(memory, 0, size, vk::MemoryMapFlags::empty())?;
+            Ok(HostBuffer {
+                vk: self,
+                buffer,
+                memory,
+                ptr: ptr.cast(),
+                size: size as usize,
+            })
+        }
+    }
+
+    pub fn fence(&self, signalled: bool) -> Result<vk::Fence> {
+        let flags = if signalled {
+            vk::FenceCreateFlags::SIGNALED
+        } else {
+            vk::FenceCreateFlags::empty()
+        };
+        // SAFETY: the live device; callers destroy the fence.
+        Ok(unsafe {
+            self.device
+                .create_fence(&vk::FenceCreateInfo::default().flags(flags), None)?
+        })
+    }
+
+    pub fn semaphore(&self) -> Result<vk::Semaphore> {
+        // SAFETY: the live device; callers destroy the semaphore.
+        Ok(unsafe {
+            self.device
+                .create_semaphore(&vk::SemaphoreCreateInfo::default(), None)?
+        })
+    }
+
+    /// Whether the driver lists DRM format modifiers for `format` in
+    /// `VkDrmFormatModifierPropertiesListEXT` but none in its
+    /// `VkFormatFeatureFlags2` twin, `VkDrmFormatModifierPropertiesList2EXT`
+    /// (lavapipe in Mesa 25.0 leaves the latter untouched). The validation
+    /// layer reads the second, so it then reports every use of a
+    /// DRM-modifier image as lacking its format features; with this
+    /// established, the messenger leaves exactly those messages uncounted.
+    pub fn modifier_features2_missing(&self, format: vk::Format) -> bool {
+        let mut v1 = vk::DrmFormatModifierPropertiesListEXT::default();
+        let mut v2 = vk::DrmFormatModifierPropertiesList2EXT::default();
+        // SAFETY: count-only queries (null arrays) on the live device.
+        unsafe {
+            let mut p = vk::FormatProperties2::default().push_next(&mut v1);
+            self.instance
+                .get_physical_device_format_properties2(self.pd, format, &mut p);
+            let mut p = vk::FormatProperties2::default().push_next(&mut v2);
+            self.instance
+                .get_physical_device_format_properties2(self.pd, format, &mut p);
+        }
+        let missing = v1.drm_format_modifier_count > 0 && v2.drm_format_modifier_count == 0;
+        crate::messenger::excuse_features2(missing);
+        missing
+    }
+
+    /// Makes a mistake the validation layer must report (a semaphore left
+    /// alive when the device is destroyed): proof that its messages reach
+    /// the messenger in this very setup.
+    pub fn leak_a_semaphore(&self) -> Result<()> {
+        self.semaphore()?;
+        Ok(())
+    }
+}
+
+impl Drop for Vk {
+    fn drop(&mut self) {
+        // SAFETY: every object made from this instance and device is gone
+        // (swapchains and buffers borrow `Vk`, so they were dropped first).
+        unsafe {
+            let _ = self.device.device_wait_idle();
+            self.device.destroy_command_pool(self.pool, None);
+            self.device.destroy_device(None);
+            self.surface_fn.destroy_surface(self.surface, None);
+            if let Some((utils, m)) = self.utils.take() {
+                utils.destroy_debug_utils_messenger(m, None);
+            }
+            self.instance.destroy_instance(None);
+        }
+    }
+}
+
+/// The first device with a queue family that has graphics and can present
+/// to `surface`.
+fn pick_device(
+    instance: &ash::Instance,
+    surface_fn: &ash::khr::surface::Instance,
+    surface: vk::SurfaceKHR,
+) -> Result<(vk::PhysicalDevice, u32)> {
+    // SAFETY: queries on the live instance and surface.
+    unsafe {
+        for pd in instance.enumerate_physical_devices()? {
+            let families = instance.get_physical_device_queue_family_properties(pd);
+            for (i, f) in families.iter().enumerate() {
+                let i = i as u32;
+                if f.queue_flags.contains(vk::QueueFlags::GRAPHICS)
+                    && surface_fn.get_physical_device_surface_support(pd, i, surface)?
+                {
+                    return Ok((pd, i));
+                }
+            }
+        }
+    }
+    Err("no device can present to a headless surface".into())
+}
+
+pub struct HostBuffer<'a> {
+    vk: &'a Vk,
+    pub buffer: vk::Buffer,
+    memory: vk::DeviceMemory,
+    ptr: *mut u8,
+    size: usize,
+}
+
+impl HostBuffer<'_> {
+    /// The buffer's bytes. Only read them when no GPU work writing the
+    /// buffer is pending, or to see whether it ran.
+    pub fn bytes(&self) -> Vec<u8> {
+        // SAFETY: a live, coherent mapping of `size` bytes; the copy is a
+        // plain read (the GPU may write concurrently only when the caller
+        // checks whether it has, which any value answers).
+        unsafe { std::slice::from_raw_parts(self.ptr, self.size).to_vec() }
+    }
+
+    pub fn fill(&self, byte: u8) {
+        // SAFETY: as above, with no GPU work on the buffer.
+        unsafe { std::ptr::write_bytes(self.ptr, byte, self.size) }
+    }
+}
+
+impl Drop for HostBuffer<'_> {
+    fn drop(&mut self) {
+        // SAFETY: the device is idle with respect to this buffer (callers
+        // wait for their submissions before dropping it).
+        unsafe {
+            let _ = self.vk.device.device_wait_idle();
+            self.vk.device.destroy_buffer(self.buffer, None);
+            self.vk.device.free_memory(self.memory, None);
+        }
+    }
+}
+
+pub fn mode_name(m: vk::PresentModeKHR) -> &'static str {
+    match m {
+        vk::PresentModeKHR::IMMEDIATE => "immediate",
+        vk::PresentModeKHR::MAILBOX => "mailbox",
+        vk::PresentModeKHR::FIFO => "fifo",
+        vk::PresentModeKHR::FIFO_RELAXED => "fiforelaxed",
+        _ => "other",
+    }
+}
+
+pub fn parse_mode(name: &str) -> Result<vk::PresentModeKHR> {
+    Ok(match name {
+        "immediate" => vk::PresentModeKHR::IMMEDIATE,
+        "mailbox" => vk::PresentModeKHR::MAILBOX,
+        "fifo" => vk::PresentModeKHR::FIFO,
+        "fiforelaxed" => vk::PresentModeKHR::FIFO_RELAXED,
+        other => return Err(format!("unknown present mode {other}").into()),
+    })
+}
+
+pub const ALL_MODES: [vk::PresentModeKHR; 4] = [
+    vk::PresentModeKHR::IMMEDIATE,
+    vk::PresentModeKHR::MAILBOX,
+    vk::PresentModeKHR::FIFO,
+    vk::PresentModeKHR::FIFO_RELAXED,
+];
+
+/// A swapchain with what it takes to render and present frames to it.
+pub struct Chain<'a> {
+    vk: &'a Vk,
+    pub swapchain: vk::SwapchainKHR,
+    pub images: Vec<vk::Image>,
+    pub extent: vk::Extent2D,
+    pub format: vk::Format,
+    pub min_image_count: u32,
+    /// Per image: clear to the image's colour, then to PRESENT_SRC.
+    cmds: Vec<vk::CommandBuffer>,
+    /// Per image: signalled by its frame's submission, waited by its present
+    /// (re-signalled only after the image came back from the consumer).
+    pub rendered: Vec<vk::Semaphore>,
+    acquired: [vk::Semaphore; SLOTS],
+    fences: [vk::Fence; SLOTS],
+    frame: usize,
+}
+
+/// Per-image clear colours: different images, different contents.
+pub const COLOURS: [[f32; 4]; 4] = [
+    [1.0, 0.0, 0.0, 1.0],
+    [0.0, 1.0, 0.0, 1.0],
+    [0.0, 0.0, 1.0, 1.0],
+    [1.0, 1.0, 0.0, 1.0],
+];
+
+impl<'a> Chain<'a> {
+    /// A swapchain on `vk`'s surface in `mode`, `size` pixels square, with
+    /// at least `min_images` images (and the surface's minimum), replacing
+    /// `old` if given.
+    pub fn new(
+        vk: &'a Vk,
+        mode: vk::PresentModeKHR,
+        size: u32,
+        min_images: u32,
+        old: vk::SwapchainKHR,
+    ) -> Result<Self> {
+        let caps = vk.capabilities()?;
+        if !vk.present_modes()?.contains(&mode) {
+            return Err(format!("the surface does not offer present mode {mode:?}").into());
+        }
+        // SAFETY: queries and objects of the live device; everything is
+        // destroyed by `Drop`.
+        unsafe {
+            let formats = vk
+                .surface_fn
+                .get_physical_device_surface_formats(vk.pd, vk.surface)?;
+            let format = formats
+                .iter()
+                .find(|f| f.format == vk::Format::B8G8R8A8_UNORM)
+                .or(formats.first())
+                .copied()
+                .ok_or("the surface offers no format")?;
+            let mut count = caps.min_image_count.max(min_images);
+            if caps.max_image_count > 0 {
+                count = count.min(caps.max_image_count);
+            }
+            let extent = if caps.current_extent.width == u32::MAX {
+                vk::Extent2D {
+                    width: size,
+                    height: size,
+                }
+            } else {
+                caps.current_extent
+            };
+            let alpha = [
+                vk::CompositeAlphaFlagsKHR::OPAQUE,
+                vk::CompositeAlphaFlagsKHR::INHERIT,
+                vk::CompositeAlphaFlagsKHR::PRE_MULTIPLIED,
+                vk::CompositeAlphaFlagsKHR::POST_MULTIPLIED,
+            ]
+            .into_iter()
+            .find(|a| caps.supported_composite_alpha.contains(*a))
+            .ok_or("no composite alpha")?;
+            let usage = (vk::ImageUsageFlags::COLOR_ATTACHMENT
+                | vk::ImageUsageFlags::TRANSFER_DST
+                | vk::ImageUsageFlags::TRANSFER_SRC)
+                & caps.supported_usage_flags;
+            let swapchain = vk.swapchain_fn.create_swapchain(
+                &vk::SwapchainCreateInfoKHR::default()
+                    .surface(vk.surface)
+                    .min_image_count(count)
+                    .image_format(format.format)
+                    .image_color_space(format.color_space)
+                    .image_extent(extent)
+                    .image_array_layers(1)
+                    .image_usage(usage)
+                    .image_sharing_mode(vk::SharingMode::EXCLUSIVE)
+                    .pre_transform(caps.current_transform)
+                    .composite_alpha(alpha)
+                    .present_mode(mode)
+                    .clipped(true)
+                    .old_swapchain(old),
+                None,
+            )?;
+            let images = vk.swapchain_fn.get_swapchain_images(swapchain)?;
+            let mut chain = Chain {
+                vk,
+                swapchain,
+                images,
+                extent,
+                format: format.format,
+                min_image_count: caps.min_image_count,
+                cmds: Vec::new(),
+                rendered: Vec::new(),
+                acquired: [vk::Semaphore::null(); SLOTS],
+                fences: [vk::Fence::null(); SLOTS],
+                frame: 0,
+            };
+            chain.cmds = vk.device.allocate_command_buffers(
+                &vk::CommandBufferAllocateInfo::default()
+                    .command_pool(vk.pool)
+                    .level(vk::CommandBufferLevel::PRIMARY)
+                    .command_buffer_count(chain.images.len() as u32),
+            )?;
+            for (i, (&cmd, &image)) in chain.cmds.iter().zip(&chain.images).enumerate() {
+                record_clear(&vk.device, cmd, image, COLOURS[i % COLOURS.len()])?;
+                chain.rendered.push(vk.semaphore()?);
+            }
+            for slot in 0..SLOTS {
+                chain.acquired[slot] = vk.semaphore()?;
+                chain.fences[slot] = vk.fence(true)?;
+            }
+            Ok(chain)
+        }
+    }
+
+    /// `vkAcquireNextImageKHR` as is.
+    pub fn acquire(
+        &self,
+        timeout: u64,
+        semaphore: vk::Semaphore,
+        fence: vk::Fence,
+    ) -> std::result::Result<u32, vk::Result> {
+        // SAFETY: the live swapchain; the caller's semaphore and fence are
+        // unsignalled with no pending operation, as the spec requires.
+        unsafe {
+            self.vk
+                .swapchain_fn
+                .acquire_next_image(self.swapchain, timeout, semaphore, fence)
+                .map(|(i, _suboptimal)| i)
+        }
+    }
+
+    /// Presents `index` after `wait`.
+    pub fn present(
+        &self,
+        index: u32,
+        wait: &[vk::Semaphore],
+    ) -> std::result::Result<(), vk::Result> {
+        let swapchains = [self.swapchain];
+        let indices = [index];
+        let info = vk::PresentInfoKHR::default()
+            .wait_semaphores(wait)
+            .swapchains(&swapchains)
+            .image_indices(&indices);
+        // SAFETY: an image this application acquired, whose rendering
+        // signals (or signalled) `wait`.
+        unsafe { self.vk.swapchain_fn.queue_present(self.vk.queue, &info) }.map(|_| ())
+    }
+
+    /// Submits image `index`'s clear, waiting for `wait` (an acquire
+    /// semaphore), signalling its `rendered` semaphore and `fence`.
+    pub fn submit_clear(&self, index: u32, wait: vk::Semaphore, fence: vk::Fence) -> Result<()> {
+        let waits = [wait];
+        let stages = [vk::PipelineStageFlags::TRANSFER];
+        let cmds = [self.cmds[index as usize]];
+        let signals = [self.rendered[index as usize]];
+        let mut submit = vk::SubmitInfo::default()
+            .command_buffers(&cmds)
+            .signal_semaphores(&signals);
+        if wait != vk::Semaphore::null() {
+            submit = submit.wait_semaphores(&waits).wait_dst_stage_mask(&stages);
+        }
+        // SAFETY: recorded command buffers (simultaneous use) of live objects.
+        unsafe {
+            self.vk
+                .device
+                .queue_submit(self.vk.queue, &[submit], fence)?
+        };
+        Ok(())
+    }
+
+    /// One whole frame, as a correct application renders it; returns the
+    /// image index.
+    pub fn frame(&mut self) -> Result<u32> {
+        let slot = self.frame % SLOTS;
+        self.frame += 1;
+        let fence = self.fences[slot];
+        // SAFETY: the slot's fence guards the slot's acquire semaphore.
+        unsafe {
+            self.vk.device.wait_for_fences(&[fence], true, u64::MAX)?;
+            self.vk.device.reset_fences(&[fence])?;
+        }
+        let index = self
+            .acquire(u64::MAX, self.acquired[slot], vk::Fence::null())
+            .map_err(|e| format!("vkAcquireNextImageKHR: {e:?}"))?;
+        self.submit_clear(index, self.acquired[slot], fence)?;
+        self.present(index, &[self.rendered[index as usize]])
+            .map_err(|e| format!("vkQueuePresentKHR: {e:?}"))?;
+        Ok(index)
+    }
+
+    pub fn wait_idle(&self) -> Result<()> {
+        // SAFETY: the live device.
+        unsafe { self.vk.device.device_wait_idle()? };
+        Ok(())
+    }
+}
+
+impl Drop for Chain<'_> {
+    fn drop(&mut self) {
+        // SAFETY: after the device is idle nothing uses these objects; the
+        // swapchain's images go with it.
+        unsafe {
+            let d = &self.vk.device;
+            let _ = d.device_wait_idle();
+            for &s in self.rendered.iter().chain(&self.acquired) {
+                d.destroy_semaphore(s, None);
+            }
+            for &f in &self.fences {
+                d.destroy_fence(f, None);
+            }
+            if !self.cmds.is_empty() {
+                d.free_command_buffers(self.vk.pool, &self.cmds);
+            }
+            self.vk.swapchain_fn.destroy_swapchain(self.swapchain, None);
+        }
+    }
+}

@@ -1,0 +1,95 @@
+//! The layer's headless swapchains end to end, in the test guest: vkmark
+//! in each present mode, frame capture (vkmark's cube against the `cpu`
+//! mode; every presented frame, with its contents), acquire waiting for the
+//! consumer, one write-import per present, validation above and below the
+//! layer, acquire timeouts, and leaks over many swapchains and presents.
+//!
+//! Each test decides when it runs whether this machine has what it needs
+//! (lavapipe with dma-buf export and SYNC_FD, which needs udmabuf; vkmark;
+//! vgem; the validation layer); one that cannot run is reported ignored
+//! with the reason, or failed inside the guest (`SYNCFILE_WSI_VM=1`).
+//!
+//! `SYNCFILE_TEST_WSI=mesa` runs the same tests against Mesa's own headless
+//! WSI (the layer disabled), to check the tests' own expectations; the
+//! layer-only checks are skipped then.
+
+mod child;
+mod client;
+mod fds;
+mod held;
+mod messenger;
+mod record;
+mod support;
+mod tests;
+mod vkmark;
+
+use std::process::ExitCode;
+use std::sync::{Arc, OnceLock};
+
+use libtest_mimic::{Arguments, Trial};
+
+use support::{Machine, Outcome};
+
+/// Where the layer's statistics (the schema in `layer/src/stats.rs`) keep
+/// the counters these tests read.
+pub mod stats_keys {
+    /// Images the layer took in `vkQueuePresentKHR`.
+    pub const PRESENTED: &[&str] = &["frames", "presented"];
+    /// Swapchains the layer made (owned, not passed to the driver).
+    pub const SWAPCHAINS: &[&str] = &["swapchains", "created"];
+    /// `DMA_BUF_IOCTL_IMPORT_SYNC_FILE` with WRITE, one per present.
+    pub const WRITE_IMPORTS: &[&str] = &["sync_files", "imported", "into_dma_bufs_write"];
+    /// PNG files written for `SYNCFILE_WSI_CAPTURE`.
+    pub const CAPTURED: &[&str] = &["frames", "captured"];
+    /// Swapchains made in the fallback `SYNCFILE_WSI_SYNC=cpu` forces.
+    pub const FORCED_CPU: &[&str] = &["fallbacks", "forced_cpu"];
+}
+
+type Test = fn(&Machine) -> Outcome;
+
+const TESTS: &[(&str, Test)] = &[
+    ("vkmark::each_present_mode", vkmark::each_present_mode),
+    (
+        "capture::first_cube_frame_matches_cpu_mode",
+        vkmark::capture_matches_cpu_mode,
+    ),
+    (
+        "capture::every_presented_frame",
+        vkmark::capture_every_presented_frame,
+    ),
+    (
+        "sync::acquire_waits_for_the_consumer",
+        tests::acquire_waits_for_the_consumer,
+    ),
+    (
+        "sync::one_write_import_per_present",
+        tests::one_write_import_per_present,
+    ),
+    (
+        "validation::layer_below_validation",
+        tests::validation_below,
+    ),
+    (
+        "validation::layer_above_validation",
+        tests::validation_above,
+    ),
+    ("acquire::timeouts", tests::acquire_timeouts),
+    ("leaks::swapchains_and_presents", tests::no_leaks),
+];
+
+fn main() -> ExitCode {
+    if let Ok(scenario) = std::env::var(support::CHILD_VAR) {
+        return child::run(&scenario);
+    }
+    let args = Arguments::from_args();
+    // Probing loads the loader and a driver: done once, and only if a test runs.
+    let machine: Arc<OnceLock<Machine>> = Arc::new(OnceLock::new());
+    let trials = TESTS
+        .iter()
+        .map(|&(name, test)| {
+            let machine = machine.clone();
+            Trial::ignorable_test(name, move || test(machine.get_or_init(Machine::probe)))
+        })
+        .collect();
+    libtest_mimic::run(&args, trials).exit_code()
+}

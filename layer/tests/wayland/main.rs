@@ -1,0 +1,146 @@
+//! The Wayland backend against a real compositor: weston in the test guest
+//! (headless backend, GL renderer on llvmpipe, as `scripts/vm/weston` starts
+//! it), with this process as the application that owns the `wl_display` and
+//! the `wl_surface` and the layer's Wayland code as its guest on them.
+//!
+//! Each test decides when it runs whether this machine has what it needs;
+//! one that cannot run is reported ignored with the reason, or failed inside
+//! the guest (`SYNCFILE_WSI_VM=1`), where everything must be present.
+
+mod app;
+mod apps;
+mod protocol;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+use libtest_mimic::{Arguments, Completion, Failed, Trial};
+
+pub type Outcome = Result<Completion, Failed>;
+type Test = fn() -> Outcome;
+
+const VM_VAR: &str = "SYNCFILE_WSI_VM";
+
+/// `module::test` entries named as they are written.
+macro_rules! tests {
+    ($($m:ident::$f:ident),* $(,)?) => {
+        &[$((concat!(stringify!($m), "::", stringify!($f)), $m::$f as Test)),*]
+    };
+}
+
+const TESTS: &[(&str, Test)] = tests![
+    protocol::globals_and_formats,
+    protocol::pixman_offers_no_dma_buf,
+    protocol::own_queue_leaves_app_events,
+    protocol::implicit_commit_frame_release,
+    protocol::explicit_commit_and_release,
+    protocol::release_fence_holds_next_writer,
+    protocol::protocol_error_is_lost,
+    protocol::killed_compositor_is_lost,
+    apps::vkcube_each_present_mode,
+    apps::implicit_sync_when_asked,
+    apps::validation_reports_no_error,
+    apps::no_dma_buf_passes_through,
+    apps::vkmark_scores,
+    apps::killed_compositor_loses_the_surface,
+    apps::screenshot_shows_the_cube,
+];
+
+fn main() -> ExitCode {
+    let mut args = Arguments::from_args();
+    // Each test starts its own weston; one at a time on the guest's two CPUs.
+    args.test_threads.get_or_insert(1);
+    let trials = TESTS
+        .iter()
+        .map(|&(name, test)| Trial::ignorable_test(name, test))
+        .collect();
+    libtest_mimic::run(&args, trials).exit_code()
+}
+
+pub fn in_vm() -> bool {
+    std::env::var(VM_VAR).is_ok_and(|v| v == "1")
+}
+
+/// A test that cannot run here: ignored with the reason, or failed in the VM.
+pub fn missing(reason: impl Into<String>) -> Outcome {
+    let reason = reason.into();
+    if in_vm() {
+        Err(format!("{reason}, but {VM_VAR}=1 says this is the VM").into())
+    } else {
+        Ok(Completion::ignored_with(reason))
+    }
+}
+
+pub fn check(ok: bool, what: impl FnOnce() -> String) -> Result<(), Failed> {
+    if ok {
+        Ok(())
+    } else {
+        Err(what().into())
+    }
+}
+
+fn repo() -> &'static Path {
+    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+}
+
+/// Why this machine cannot run weston, if it cannot.
+pub fn weston_missing() -> Option<String> {
+    let runtime = std::env::var_os("XDG_RUNTIME_DIR").unwrap_or_default();
+    if !Path::new(&runtime).is_dir() {
+        return Some("XDG_RUNTIME_DIR is not a directory".into());
+    }
+    let found = std::env::var_os("PATH")
+        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join("weston").is_file()));
+    (!found).then(|| "weston is not installed".into())
+}
+
+/// A weston of this test's own (its own socket), stopped when dropped.
+pub struct Weston {
+    pub socket: String,
+    runtime: PathBuf,
+}
+
+impl Weston {
+    /// Starts weston with `scripts/vm/weston`; `args` win over its defaults.
+    pub fn start(args: &[&str]) -> Result<Weston, Failed> {
+        let runtime =
+            PathBuf::from(std::env::var_os("XDG_RUNTIME_DIR").ok_or("XDG_RUNTIME_DIR is not set")?);
+        let socket = format!("wayland-sfw-test-{}", std::process::id());
+        let out = Command::new(repo().join("scripts/vm/weston"))
+            .arg("start")
+            .args(args)
+            .env("SYNCFILE_WSI_WESTON_SOCKET", &socket)
+            // Plain swrast, which imports a dma-buf by mapping it. Otherwise
+            // Mesa picks kms_swrast on vgem's node, whose import of a
+            // udmabuf (what lavapipe exports) crashes weston's llvmpipe
+            // threads with a NULL read on the first repaint (seen in the
+            // guest: Mesa 25.0.7, weston 14.0.2).
+            .env("LIBGL_ALWAYS_SOFTWARE", "1")
+            .env("MESA_LOADER_DRIVER_OVERRIDE", "swrast")
+            .output()?;
+        check(out.status.success(), || {
+            format!(
+                "weston did not start: {}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        })?;
+        Ok(Weston { socket, runtime })
+    }
+
+    /// Kills weston at once (SIGKILL), as a crash would.
+    pub fn kill(&self) -> Result<(), Failed> {
+        let pid =
+            std::fs::read_to_string(self.runtime.join(format!("{}.weston-pid", self.socket)))?;
+        let status = Command::new("kill").args(["-KILL", pid.trim()]).status()?;
+        check(status.success(), || format!("kill -KILL {pid} failed"))
+    }
+}
+
+impl Drop for Weston {
+    fn drop(&mut self) {
+        let _ = Command::new(repo().join("scripts/vm/weston"))
+            .arg("stop")
+            .env("SYNCFILE_WSI_WESTON_SOCKET", &self.socket)
+            .status();
+    }
+}

@@ -1,0 +1,309 @@
+//! The layer's Wayland protocol side on the application's display: its own
+//! queue, the compositor's offer, dma-buf `wl_buffer`s, commits with frame
+//! callbacks and releases (implicit and explicit), and failures.
+
+use std::os::fd::AsFd;
+use std::time::{Duration, Instant};
+
+use ash::vk;
+use libtest_mimic::{Completion, Failed};
+use syncfile::sources::{vgem::Vgem, Source};
+use syncfile::{Access, DmaBuf};
+use wayland_client::protocol::wl_buffer::WlBuffer;
+use VkLayer_syncfile_wsi::wayland::formats::{self, MOD_LINEAR, XRGB8888};
+use VkLayer_syncfile_wsi::wayland::{
+    BufferDesc, Client, Plane, Release, SurfaceLink, WaylandError,
+};
+
+use crate::app::App;
+use crate::{check, missing, weston_missing, Outcome, Weston};
+
+/// Any one wait on weston: generous, for a software-emulated guest.
+const TIMEOUT: Duration = Duration::from_secs(10);
+const SIZE: u32 = 64;
+const STRIDE: u32 = SIZE * 4;
+
+/// Weston (with `args`) and the application, or why not.
+fn start(args: &[&str], sources: &[Source]) -> Result<Result<(Weston, App), Outcome>, Failed> {
+    if let Some(why) = weston_missing() {
+        return Ok(Err(missing(why)));
+    }
+    if let Some(why) = sources.iter().find_map(|s| s.missing()) {
+        return Ok(Err(missing(why)));
+    }
+    let weston = Weston::start(args)?;
+    let app = App::connect(&weston)?;
+    Ok(Ok((weston, app)))
+}
+
+fn connect(app: &App) -> Result<Client, Failed> {
+    // SAFETY: the application's display outlives the client in every test.
+    Ok(unsafe { Client::connect(app.display_ptr(), TIMEOUT) }?)
+}
+
+fn link(client: &Client, app: &App, explicit: bool) -> Result<SurfaceLink, WaylandError> {
+    // SAFETY: the application's surface outlives the link in every test.
+    unsafe { SurfaceLink::new(client, app.surface_ptr(), explicit) }
+}
+
+/// Two 64×64 XRGB8888 LINEAR images and their `wl_buffer`s, accepted by the
+/// compositor.
+fn images(client: &mut Client) -> Result<Vec<(DmaBuf, WlBuffer)>, Failed> {
+    let mut out = Vec::new();
+    for i in 0..2 {
+        let dma = Source::Udmabuf.alloc((STRIDE * SIZE) as usize)?;
+        let buffer = client.create_buffer(&desc(&dma, SIZE), i)?;
+        out.push((dma, buffer));
+    }
+    client.roundtrip()?;
+    Ok(out)
+}
+
+fn desc(dma: &DmaBuf, width: u32) -> BufferDesc<'_> {
+    BufferDesc {
+        width,
+        height: SIZE,
+        format: XRGB8888,
+        modifier: MOD_LINEAR,
+        planes: vec![Plane {
+            fd: dma.as_fd(),
+            offset: 0,
+            stride: STRIDE,
+        }],
+    }
+}
+
+/// Dispatches the layer's queue until `done`, for at most `TIMEOUT`.
+fn wait(
+    client: &mut Client,
+    what: &str,
+    mut done: impl FnMut(&mut Client) -> bool,
+) -> Result<(), Failed> {
+    let deadline = Instant::now() + TIMEOUT;
+    while !done(client) {
+        check(Instant::now() < deadline, || {
+            format!("no {what} within {TIMEOUT:?}")
+        })?;
+        client.dispatch(Duration::from_millis(100), None)?;
+    }
+    Ok(())
+}
+
+pub fn globals_and_formats() -> Outcome {
+    let (_weston, app) = match start(&[], &[])? {
+        Ok(w) => w,
+        Err(skip) => return skip,
+    };
+    let client = connect(&app)?;
+    let offer = client.offer();
+    check(offer.dmabuf_version >= 3, || {
+        format!("zwp_linux_dmabuf_v1 v{}", offer.dmabuf_version)
+    })?;
+    for f in [formats::ARGB8888, XRGB8888] {
+        check(offer.formats.contains(f, MOD_LINEAR), || {
+            format!("no LINEAR {f:#x} in {offer:?}")
+        })?;
+    }
+    let opaque = formats::drm_format(vk::Format::B8G8R8A8_UNORM, true).ok_or("no DRM format")?;
+    check(
+        offer.formats.negotiate(opaque, &[MOD_LINEAR]) == [MOD_LINEAR],
+        || format!("{offer:?}"),
+    )?;
+    check(offer.explicit_sync, || {
+        "weston 14 with GL offers explicit sync".into()
+    })?;
+    check(!offer.drm_syncobj, || "weston 14 has no drm syncobj".into())?;
+    Ok(Completion::Completed)
+}
+
+pub fn pixman_offers_no_dma_buf() -> Outcome {
+    let (_weston, app) = match start(&["--renderer=pixman"], &[Source::Udmabuf])? {
+        Ok(w) => w,
+        Err(skip) => return skip,
+    };
+    let client = connect(&app)?;
+    check(
+        client.offer().dmabuf_version == 0 && client.offer().formats.is_empty(),
+        || format!("{:?}", client.offer()),
+    )?;
+    let dma = Source::Udmabuf.alloc((STRIDE * SIZE) as usize)?;
+    let refused = client.create_buffer(&desc(&dma, SIZE), 0);
+    check(matches!(refused, Err(WaylandError::NotOffered(_))), || {
+        format!("{refused:?}")
+    })?;
+    Ok(Completion::Completed)
+}
+
+pub fn own_queue_leaves_app_events() -> Outcome {
+    let (_weston, mut app) = match start(&[], &[])? {
+        Ok(w) => w,
+        Err(skip) => return skip,
+    };
+    let mut client = connect(&app)?;
+    // The application's sync is answered before the layer's; the layer's
+    // roundtrip reads both from the socket but dispatches only its own.
+    app.sync();
+    client.roundtrip()?;
+    check(app.state.synced == 0, || {
+        "the layer dispatched the application's event".into()
+    })?;
+    app.queue.dispatch_pending(&mut app.state)?;
+    check(app.state.synced == 1, || {
+        "the application's event was lost".into()
+    })?;
+    Ok(Completion::Completed)
+}
+
+pub fn implicit_commit_frame_release() -> Outcome {
+    let (_weston, app) = match start(&[], &[Source::Udmabuf])? {
+        Ok(w) => w,
+        Err(skip) => return skip,
+    };
+    let mut client = connect(&app)?;
+    let link = link(&client, &app, false)?;
+    let imgs = images(&mut client)?;
+    link.commit(&client, &imgs[0].1, 0, None, true)?;
+    wait(&mut client, "frame callback", |c| c.frames_done() >= 1)?;
+    link.commit(&client, &imgs[1].1, 1, None, true)?;
+    let mut released = Vec::new();
+    wait(&mut client, "release of image 0", |c| {
+        released.extend(c.take_released());
+        released.iter().any(|(i, _)| *i == 0)
+    })?;
+    check(matches!(released[..], [(0, Release::Buffer)]), || {
+        format!("{released:?}")
+    })?;
+    for (_, b) in imgs {
+        b.destroy();
+    }
+    client.roundtrip()?;
+    Ok(Completion::Completed)
+}
+
+pub fn explicit_commit_and_release() -> Outcome {
+    let (_weston, app) = match start(&[], &[Source::Udmabuf])? {
+        Ok(w) => w,
+        Err(skip) => return skip,
+    };
+    let mut client = connect(&app)?;
+    let link = link(&client, &app, true)?;
+    check(link.explicit(), || "no synchronization object".into())?;
+    let imgs = images(&mut client)?;
+    for (i, (dma, buffer)) in imgs.iter().enumerate() {
+        // Idle images: the acquire fence is already signalled.
+        let acquire = dma.export_sync_file(Access::Write)?;
+        link.commit(&client, buffer, i as u32, Some(&acquire), true)?;
+        wait(&mut client, "frame callback", |c| {
+            c.frames_done() > i as u64
+        })?;
+    }
+    let mut released = Vec::new();
+    wait(&mut client, "explicit release of image 0", |c| {
+        released.extend(c.take_released());
+        released
+            .iter()
+            .any(|(i, r)| *i == 0 && !matches!(r, Release::Buffer))
+    })?;
+    eprintln!("releases with explicit sync: {released:?}");
+    for (i, r) in &released {
+        // A fence the compositor returns goes into the image's dma-buf.
+        let added = r.carry_into(&imgs[*i as usize].0)?;
+        check(added == matches!(r, Release::Fenced(_)), || {
+            format!("{r:?}: {added}")
+        })?;
+    }
+    client.roundtrip()?;
+    Ok(Completion::Completed)
+}
+
+pub fn release_fence_holds_next_writer() -> Outcome {
+    if let Some(why) = [Source::Udmabuf, Source::Vgem]
+        .iter()
+        .find_map(|s| s.missing())
+    {
+        return missing(why);
+    }
+    let dma = Source::Udmabuf.alloc(4096)?;
+    let (fence, pending) = Vgem::open()?.pending_sync_file()?;
+    check(!Release::Immediate.carry_into(&dma)?, || {
+        "immediate release added a fence".into()
+    })?;
+    check(Release::Fenced(pending).carry_into(&dma)?, || {
+        "fenced release added none".into()
+    })?;
+    // The next writer (the acquire side's WRITE export) waits for the
+    // compositor's reads; another reader does not.
+    check(!dma.export_sync_file(Access::Write)?.is_signaled()?, || {
+        "writer not held".into()
+    })?;
+    check(dma.export_sync_file(Access::Read)?.is_signaled()?, || {
+        "reader held".into()
+    })?;
+    fence.signal()?;
+    check(dma.export_sync_file(Access::Write)?.is_signaled()?, || {
+        "writer still held".into()
+    })?;
+    Ok(Completion::Completed)
+}
+
+pub fn protocol_error_is_lost() -> Outcome {
+    let (_weston, app) = match start(&[], &[Source::Udmabuf])? {
+        Ok(w) => w,
+        Err(skip) => return skip,
+    };
+    let mut client = connect(&app)?;
+    let link = link(&client, &app, false)?;
+    let dma = Source::Udmabuf.alloc((STRIDE * SIZE) as usize)?;
+    // A zero width is the protocol error invalid_dimensions.
+    let buffer = client.create_buffer(&desc(&dma, 0), 0)?;
+    let started = Instant::now();
+    let answer = client.roundtrip();
+    check(matches!(answer, Err(WaylandError::Lost(_))), || {
+        format!("{answer:?}")
+    })?;
+    check(started.elapsed() < TIMEOUT, || {
+        "the error took the whole timeout".into()
+    })?;
+    let commit = link.commit(&client, &buffer, 0, None, true);
+    check(matches!(commit, Err(WaylandError::Lost(_))), || {
+        format!("{commit:?}")
+    })?;
+    eprintln!(
+        "protocol error: {}",
+        answer.err().map(|e| e.to_string()).unwrap_or_default()
+    );
+    Ok(Completion::Completed)
+}
+
+pub fn killed_compositor_is_lost() -> Outcome {
+    let (weston, app) = match start(&[], &[Source::Udmabuf])? {
+        Ok(w) => w,
+        Err(skip) => return skip,
+    };
+    let mut client = connect(&app)?;
+    let link = link(&client, &app, false)?;
+    let imgs = images(&mut client)?;
+    link.commit(&client, &imgs[0].1, 0, None, true)?;
+    weston.kill()?;
+    let started = Instant::now();
+    let lost = loop {
+        match client.dispatch(Duration::from_millis(200), None) {
+            Err(e) => break e,
+            Ok(_) => check(started.elapsed() < TIMEOUT, || {
+                "no error after weston died".into()
+            })?,
+        }
+    };
+    check(matches!(lost, WaylandError::Lost(_)), || {
+        format!("{lost:?}")
+    })?;
+    let commit = link.commit(&client, &imgs[1].1, 1, None, true);
+    check(matches!(commit, Err(WaylandError::Lost(_))), || {
+        format!("{commit:?}")
+    })?;
+    check(
+        matches!(client.roundtrip(), Err(WaylandError::Lost(_))),
+        || "roundtrip".into(),
+    )?;
+    Ok(Completion::Completed)
+}
