@@ -1,18 +1,17 @@
-//! The Vulkan programs the tests run in child processes (this same binary
-//! with `SYNCFILE_TEST_CHILD=<scenario>`), so that each gets its own
-//! environment, loader and layer instance, and a hang or crash cannot take
-//! the test runner with it. Each prints one JSON line as its result; the
+//! The Vulkan programs the tests run in child processes (see
+//! `common::Scratch::child`). Each prints one JSON line as its result; the
 //! parent (`tests.rs`) judges it.
 
-use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use ash::vk;
 use serde_json::{json, Value};
 
-use crate::client::{mode_name, parse_mode, Chain, Result, Vk};
+use crate::client::{mode_name, parse_mode, Chain, Vk};
+use crate::common::child::Result;
+use crate::common::validation::{leak_a_semaphore, validation_errors};
 use crate::fds;
-use crate::messenger::{excused_errors, validation_errors};
+use crate::messenger::excused_errors;
 
 /// The scenario's parameter (a present mode, a count), if it takes one.
 pub const PARAM: &str = "SYNCFILE_TEST_PARAM";
@@ -20,24 +19,14 @@ pub const PARAM: &str = "SYNCFILE_TEST_PARAM";
 /// Small images: the guest renders on an emulated CPU.
 const SIZE: u32 = 64;
 
-pub fn run(scenario: &str) -> ExitCode {
-    let result = match scenario {
+pub fn run(scenario: &str) -> Result<Value> {
+    match scenario {
         "frames" => frames(),
         "validation" => validation(),
         "acquire_waits" => crate::held::acquire_waits(),
         "timeouts" => timeouts(),
         "leaks" => leaks(),
         other => Err(format!("unknown scenario {other}").into()),
-    };
-    match result {
-        Ok(v) => {
-            println!("{v}");
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("child {scenario}: {e}");
-            ExitCode::FAILURE
-        }
     }
 }
 
@@ -89,7 +78,7 @@ fn validation() -> Result<Value> {
         );
     }
     let (errors, messages) = validation_errors();
-    vk.leak_a_semaphore()?;
+    leak_a_semaphore(&vk.device)?;
     drop(vk);
     let (after, all) = validation_errors();
     Ok(json!({

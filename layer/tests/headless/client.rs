@@ -6,10 +6,10 @@
 
 use ash::vk;
 
-use crate::messenger::{on_message, APP_LAYERS};
+use crate::common::child::{create_instance, Result};
+use crate::common::validation;
+use crate::messenger::on_message;
 use crate::record::record_clear;
-
-pub type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 
 /// Frames in flight: the application waits for the fence of the frame two
 /// frames back before reusing its acquire semaphore.
@@ -41,40 +41,12 @@ impl Vk {
         if messenger {
             exts.push(ash::ext::debug_utils::NAME);
         }
-        let exts: Vec<_> = exts.iter().map(|e| e.as_ptr()).collect();
-        let app = vk::ApplicationInfo::default()
-            .application_name(c"syncfile-wsi-headless-test")
-            .api_version(vk::API_VERSION_1_1);
-        let mut messenger_info = vk::DebugUtilsMessengerCreateInfoEXT::default()
-            .message_severity(
-                vk::DebugUtilsMessageSeverityFlagsEXT::ERROR
-                    | vk::DebugUtilsMessageSeverityFlagsEXT::WARNING,
-            )
-            .message_type(
-                vk::DebugUtilsMessageTypeFlagsEXT::GENERAL
-                    | vk::DebugUtilsMessageTypeFlagsEXT::VALIDATION
-                    | vk::DebugUtilsMessageTypeFlagsEXT::PERFORMANCE,
-            )
-            .pfn_user_callback(Some(on_message));
-        let layers: Vec<std::ffi::CString> = std::env::var(APP_LAYERS)
-            .unwrap_or_default()
-            .split(':')
-            .filter(|l| !l.is_empty())
-            .filter_map(|l| std::ffi::CString::new(l).ok())
-            .collect();
-        let layers: Vec<_> = layers.iter().map(|l| l.as_ptr()).collect();
-        let mut info = vk::InstanceCreateInfo::default()
-            .application_info(&app)
-            .enabled_layer_names(&layers)
-            .enabled_extension_names(&exts);
-        if messenger {
-            // Chained too, so that instance creation itself is validated.
-            info = info.push_next(&mut messenger_info);
-        }
-        // SAFETY: a valid create info. Everything below is made from this
-        // instance and destroyed in `Drop` before it.
+        let mut messenger_info = validation::messenger_info(Some(on_message));
+        // Chained too, so that instance creation itself is validated.
+        let instance = create_instance(&entry, &exts, messenger.then_some(&mut messenger_info))?;
+        // SAFETY: everything below is made from this instance and destroyed
+        // in `Drop` before it.
         unsafe {
-            let instance = entry.create_instance(&info, None)?;
             let utils = if messenger {
                 let utils = ash::ext::debug_utils::Instance::new(&entry, &instance);
                 let m = utils.create_debug_utils_messenger(&messenger_info, None)?;
@@ -239,14 +211,6 @@ impl Vk {
         let missing = v1.drm_format_modifier_count > 0 && v2.drm_format_modifier_count == 0;
         crate::messenger::excuse_features2(missing);
         missing
-    }
-
-    /// Makes a mistake the validation layer must report (a semaphore left
-    /// alive when the device is destroyed): proof that its messages reach
-    /// the messenger in this very setup.
-    pub fn leak_a_semaphore(&self) -> Result<()> {
-        self.semaphore()?;
-        Ok(())
     }
 }
 

@@ -7,7 +7,7 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd, RawFd};
 
 use syncfile::DmaBuf;
 
-use crate::client::Result;
+use crate::common::child::Result;
 
 /// Descriptor numbers open in this process right now.
 fn open_fds() -> Result<Vec<RawFd>> {

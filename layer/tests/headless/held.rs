@@ -18,7 +18,8 @@ use serde_json::{json, Value};
 use syncfile::sources::vgem::Vgem;
 use syncfile::Access;
 
-use crate::client::{Chain, Result, Vk};
+use crate::client::{Chain, Vk};
+use crate::common::child::Result;
 use crate::fds;
 use crate::record::{
     barrier, colour_range, AFTER_TRANSFER_WRITE, FROM_UNDEFINED, TO_PRESENT, TO_TRANSFER_DST,

@@ -15,6 +15,8 @@
 
 mod child;
 mod client;
+#[path = "../common/mod.rs"]
+mod common;
 mod fds;
 mod held;
 mod messenger;
@@ -24,11 +26,9 @@ mod tests;
 mod vkmark;
 
 use std::process::ExitCode;
-use std::sync::{Arc, OnceLock};
 
-use libtest_mimic::{Arguments, Trial};
-
-use support::{Machine, Outcome};
+use common::Test;
+use support::Machine;
 
 /// Where the layer's statistics (the schema in `layer/src/stats.rs`) keep
 /// the counters these tests read.
@@ -45,9 +45,7 @@ pub mod stats_keys {
     pub const FORCED_CPU: &[&str] = &["fallbacks", "forced_cpu"];
 }
 
-type Test = fn(&Machine) -> Outcome;
-
-const TESTS: &[(&str, Test)] = &[
+const TESTS: &[(&str, Test<Machine>)] = &[
     ("vkmark::each_present_mode", vkmark::each_present_mode),
     (
         "capture::first_cube_frame_matches_cpu_mode",
@@ -78,18 +76,5 @@ const TESTS: &[(&str, Test)] = &[
 ];
 
 fn main() -> ExitCode {
-    if let Ok(scenario) = std::env::var(support::CHILD_VAR) {
-        return child::run(&scenario);
-    }
-    let args = Arguments::from_args();
-    // Probing loads the loader and a driver: done once, and only if a test runs.
-    let machine: Arc<OnceLock<Machine>> = Arc::new(OnceLock::new());
-    let trials = TESTS
-        .iter()
-        .map(|&(name, test)| {
-            let machine = machine.clone();
-            Trial::ignorable_test(name, move || test(machine.get_or_init(Machine::probe)))
-        })
-        .collect();
-    libtest_mimic::run(&args, trials).exit_code()
+    common::main(TESTS, Machine::probe, child::run)
 }

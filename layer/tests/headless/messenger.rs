@@ -1,28 +1,17 @@
-//! The debug-utils messenger's side: counting the validation layer's
-//! errors (and the one kind of driver-caused false positive the tests
-//! prove before leaving it uncounted).
+//! The one kind of driver-caused false positive the validation tests prove
+//! before leaving it uncounted; the rest of the messenger is shared (see
+//! `common::validation`).
 
 use std::ffi::c_void;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Mutex;
 
 use ash::vk;
 
-/// Layers the child enables in its own `VkInstanceCreateInfo`, `:`-separated
-/// (the loader stacks them differently from those in `VK_INSTANCE_LAYERS`).
-pub const APP_LAYERS: &str = "SYNCFILE_TEST_APP_LAYERS";
+use crate::common::validation::{self, message_text};
 
-static ERRORS: AtomicUsize = AtomicUsize::new(0);
-static MESSAGES: Mutex<Vec<String>> = Mutex::new(Vec::new());
 /// Set once `Vk::modifier_features2_missing` proved the driver bug below.
 static EXCUSE_FEATURES2: AtomicBool = AtomicBool::new(false);
 static EXCUSED: AtomicUsize = AtomicUsize::new(0);
-
-/// Errors the debug-utils messenger has seen so far, and their messages.
-pub fn validation_errors() -> (usize, Vec<String>) {
-    let messages = MESSAGES.lock().map(|m| m.clone()).unwrap_or_default();
-    (ERRORS.load(Ordering::Relaxed), messages)
-}
 
 /// Errors not counted because they come from the driver bug that
 /// `Vk::modifier_features2_missing` detects.
@@ -39,29 +28,29 @@ fn is_features2_false_positive(text: &str) -> bool {
         && text.contains("VkFormatFeatureFlags2(0)")
 }
 
+/// [`validation::on_message`], less the excused false positive.
+///
+/// # Safety
+///
+/// Called by the messenger, with its arguments.
 pub unsafe extern "system" fn on_message(
     severity: vk::DebugUtilsMessageSeverityFlagsEXT,
-    _types: vk::DebugUtilsMessageTypeFlagsEXT,
+    types: vk::DebugUtilsMessageTypeFlagsEXT,
     data: *const vk::DebugUtilsMessengerCallbackDataEXT<'_>,
-    _user: *mut c_void,
+    user: *mut c_void,
 ) -> vk::Bool32 {
-    // SAFETY: the callback data is valid for the duration of the call.
-    let text = unsafe { data.as_ref().and_then(|d| d.message_as_c_str()) }
-        .map(|m| m.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    if severity.contains(vk::DebugUtilsMessageSeverityFlagsEXT::ERROR) {
-        if EXCUSE_FEATURES2.load(Ordering::Relaxed) && is_features2_false_positive(&text) {
+    if severity.contains(vk::DebugUtilsMessageSeverityFlagsEXT::ERROR)
+        && EXCUSE_FEATURES2.load(Ordering::Relaxed)
+    {
+        // SAFETY: the messenger's callback data, during its call.
+        let text = unsafe { message_text(data) };
+        if is_features2_false_positive(&text) {
             EXCUSED.fetch_add(1, Ordering::Relaxed);
             return vk::FALSE;
         }
-        ERRORS.fetch_add(1, Ordering::Relaxed);
     }
-    if let Ok(mut m) = MESSAGES.lock() {
-        if m.len() < 50 {
-            m.push(format!("{severity:?}: {text}"));
-        }
-    }
-    vk::FALSE
+    // SAFETY: the messenger's own arguments, passed on during its call.
+    unsafe { validation::on_message(severity, types, data, user) }
 }
 
 /// Leaves the false positive of [`is_features2_false_positive`] uncounted

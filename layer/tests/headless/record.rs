@@ -3,7 +3,7 @@
 
 use ash::vk;
 
-use crate::client::Result;
+use crate::common::child::Result;
 
 pub fn colour_range() -> vk::ImageSubresourceRange {
     vk::ImageSubresourceRange::default()

@@ -3,19 +3,18 @@
 //! the Mesa baseline, disabled) and judges the JSON it prints and the
 //! statistics the layer wrote.
 
-use std::process::Command;
+use std::process::{Command, Output};
 
 use libtest_mimic::{Completion, Failed};
 use serde_json::Value;
-use VkLayer_syncfile_wsi::manifest::{ENABLE_ENV, LAYER_NAME};
+use VkLayer_syncfile_wsi::manifest::ENABLE_ENV;
 
 use crate::child::PARAM;
 use crate::client::{mode_name, ALL_MODES};
-use crate::messenger::APP_LAYERS;
+use crate::common::validation::{check_canary, in_order, stack, VALIDATION};
+use crate::common::{check, child_json, run_ok, stat, Outcome};
 use crate::stats_keys;
-use crate::support::{
-    baseline, check, child_json, run_ok, stat, Machine, Outcome, Scratch, VALIDATION,
-};
+use crate::support::{baseline, Machine, Scratch};
 
 fn child(s: &Scratch, scenario: &str, param: Option<&str>) -> Result<(Value, Command), Failed> {
     let mut c = s.child(scenario)?;
@@ -226,25 +225,6 @@ pub fn no_leaks(m: &Machine) -> Outcome {
     Ok(Completion::Completed)
 }
 
-/// Whether the loader's log (`VK_LOADER_DEBUG=layer`) shows this layer
-/// below (nearer the driver than) the validation layer.
-fn layer_is_below_validation(loader_log: &str) -> Option<bool> {
-    let chain = loader_log
-        .split("<Application>")
-        .nth(1)?
-        .split("<Drivers>")
-        .next()?;
-    let names: Vec<&str> = chain
-        .lines()
-        .filter_map(|l| l.split_once("LAYER:")?.1.split_whitespace().next())
-        .filter(|n| *n == LAYER_NAME || *n == VALIDATION)
-        .collect();
-    match names[..] {
-        [first, _] => Some(first == VALIDATION),
-        _ => None,
-    }
-}
-
 /// Item 8: the validation layer above and below this layer reports no
 /// error over 300 frames in each present mode; a deliberate mistake at the
 /// end proves its messages reach the messenger.
@@ -262,62 +242,42 @@ fn with_validation(m: &Machine, below: bool) -> Outcome {
     if let Some(skip) = m.lacks(&[&m.vulkan, &m.validation]) {
         return skip;
     }
-    // (VK_INSTANCE_LAYERS, the application's own list): loaders differ in
-    // which end goes on top, so the order is read from the loader's log.
-    let ways: Vec<(String, &str)> = if baseline() {
-        vec![(VALIDATION.to_owned(), "")]
-    } else {
-        vec![
-            (format!("{VALIDATION}:{LAYER_NAME}"), ""),
-            (format!("{LAYER_NAME}:{VALIDATION}"), ""),
-            (VALIDATION.to_owned(), LAYER_NAME),
-            (LAYER_NAME.to_owned(), VALIDATION),
-        ]
-    };
-    for (env_layers, app_layers) in ways {
+    let run = |env_layers: &str, app_layers: &str| -> Result<(Output, Scratch), Failed> {
         let s = Scratch::new("validation")?;
         let mut c = s.child("validation")?;
         // Explicitly enabled only, so that the loader's order is the one
         // asked for.
-        c.env_remove(ENABLE_ENV)
-            .env_remove("XDG_DATA_HOME")
-            .env("VK_ADD_LAYER_PATH", s.path("explicit"))
-            .env("VK_INSTANCE_LAYERS", &env_layers)
-            .env(APP_LAYERS, app_layers)
-            .env("VK_LOADER_DEBUG", "layer");
-        let out = run_ok(&mut c)?;
-        if !baseline() {
-            let arrangement = layer_is_below_validation(&String::from_utf8_lossy(&out.stderr))
-                .ok_or("the loader's log shows no instance chain with both layers")?;
-            if arrangement != below {
-                continue;
-            }
-        }
-        let r = child_json(&out)?;
-        check(r["canary_errors"].as_u64() > Some(0), || {
-            format!("validation reported nothing for a leaked semaphore: the messenger does not hear it: {r}")
+        c.env_remove(ENABLE_ENV).env_remove("XDG_DATA_HOME");
+        let out = run_ok(stack(&mut c, s.path("explicit"), env_layers, app_layers))?;
+        Ok((out, s))
+    };
+    // Mesa's WSI alone has no order to find.
+    let (out, s) = if baseline() {
+        run(VALIDATION, "")?
+    } else {
+        in_order(below, run)?
+    };
+    let r = child_json(&out)?;
+    check_canary(&r["canary_errors"], &r)?;
+    check(r["errors"] == 0, || {
+        format!(
+            "validation reported errors: per mode {}: {:#}",
+            r["per_mode"], r["messages"]
+        )
+    })?;
+    println!(
+        "validation ({}): no error over 4 × 300 frames; {} errors not counted, from the driver's empty VkDrmFormatModifierPropertiesList2EXT (driver lacks it: {})",
+        if below { "layer below" } else { "layer above" },
+        r["excused"],
+        r["driver_lacks_modifier_features2"]
+    );
+    if !baseline() {
+        let stats = s.stats()?;
+        check(stat(&stats, stats_keys::PRESENTED) == 4 * 300, || {
+            format!("the layer did not present the 4 × 300 frames: {stats}")
         })?;
-        check(r["errors"] == 0, || {
-            format!(
-                "validation reported errors: per mode {}: {:#}",
-                r["per_mode"], r["messages"]
-            )
-        })?;
-        println!(
-            "validation ({}): no error over 4 × 300 frames; {} errors not counted, from the driver's empty VkDrmFormatModifierPropertiesList2EXT (driver lacks it: {})",
-            if below { "layer below" } else { "layer above" },
-            r["excused"],
-            r["driver_lacks_modifier_features2"]
-        );
-        if !baseline() {
-            let stats = s.stats()?;
-            check(stat(&stats, stats_keys::PRESENTED) == 4 * 300, || {
-                format!("the layer did not present the 4 × 300 frames: {stats}")
-            })?;
-        }
-        return Ok(Completion::Completed);
     }
-    Err("no way of enabling the two layers gave the wanted order".into())
+    Ok(Completion::Completed)
 }
 
 pub fn validation_below(m: &Machine) -> Outcome {

@@ -7,8 +7,9 @@ use std::process::Output;
 use libtest_mimic::{Completion, Failed};
 use serde_json::Value;
 
+use crate::common::{check, child_json, run_ok, stat, Outcome};
 use crate::stats_keys;
-use crate::support::{baseline, check, run_ok, stat, Machine, Outcome, Scratch};
+use crate::support::{baseline, Machine, Scratch};
 
 pub const MODES: [&str; 4] = ["immediate", "mailbox", "fifo", "fiforelaxed"];
 
@@ -320,7 +321,7 @@ pub fn capture_every_presented_frame(m: &Machine) -> Outcome {
         let mut c = s.child("frames")?;
         c.env(crate::child::PARAM, format!("{mode}:{N}"))
             .env("SYNCFILE_WSI_CAPTURE", &dir);
-        let r = crate::support::child_json(&run_ok(&mut c)?)?;
+        let r = child_json(&run_ok(&mut c)?)?;
         let stats = s.stats()?;
         let files = captured(&dir)?;
         let names: Vec<String> = files

@@ -7,15 +7,13 @@ use std::process::Command;
 
 use libtest_mimic::{Completion, Failed};
 use serde_json::Value;
-use VkLayer_syncfile_wsi::manifest::{DEVICE_EXTENSIONS, INSTANCE_EXTENSIONS, LAYER_NAME};
+use VkLayer_syncfile_wsi::manifest::{DEVICE_EXTENSIONS, INSTANCE_EXTENSIONS};
 
-use crate::child::{APP_LAYERS, CANARY};
+use crate::child::CANARY;
+use crate::common::validation::{check_canary, in_order, stack, VALIDATION};
+use crate::common::{check, child_json, missing, run_ok, stat, Outcome, Scratch};
 use crate::discovery::{needs_vulkan, needs_vulkaninfo};
-use crate::support::{
-    check, child_json, in_vm, layer_lines, missing, run_ok, Machine, Outcome, Scratch,
-};
-
-const VALIDATION: &str = "VK_LAYER_KHRONOS_validation";
+use crate::support::{layer_lines, Machine};
 
 /// The device extensions the layer needs, and the version making one unneeded.
 const NEEDED: [(&str, Option<u32>); 6] = [
@@ -34,10 +32,6 @@ fn implicit(s: &Scratch, c: &mut Command, on: bool) {
     if on {
         c.env("ENABLE_SYNCFILE_WSI", "1");
     }
-}
-
-fn stat(stats: &Value, path: &[&str]) -> u64 {
-    path.iter().fold(stats, |v, k| &v[*k]).as_u64().unwrap_or(0)
 }
 
 fn active(s: &Scratch) -> Result<Value, Failed> {
@@ -199,7 +193,7 @@ pub fn extensions_where_the_driver_has_them(m: &Machine) -> Outcome {
     check(stat(&stats, &["queues"]) > 0, || {
         format!("no queue counted: {stats}")
     })?;
-    if in_vm() && ready == 0 {
+    if syncfile::sources::in_vm() && ready == 0 {
         return Err("the guest's lavapipe should have every extension the layer needs (is /dev/udmabuf there?)".into());
     }
     Ok(Completion::Completed)
@@ -229,30 +223,8 @@ pub fn platforms_none_passes_through(m: &Machine) -> Outcome {
     Ok(Completion::Completed)
 }
 
-/// Whether the loader's log (`VK_LOADER_DEBUG=layer`) shows this layer
-/// below the validation layer in the instance chain; `None` if it shows no
-/// chain with both.
-fn layer_is_below_validation(loader_log: &str) -> Option<bool> {
-    let chain = loader_log
-        .split("<Application>")
-        .nth(1)?
-        .split("<Drivers>")
-        .next()?;
-    let names: Vec<&str> = chain
-        .lines()
-        .filter_map(|l| l.split_once("LAYER:")?.1.split_whitespace().next())
-        .filter(|n| *n == LAYER_NAME || *n == VALIDATION)
-        .collect();
-    match names[..] {
-        [first, _] => Some(first == VALIDATION),
-        _ => None,
-    }
-}
-
 /// The `lifecycle` scenario with both layers enabled explicitly, this layer
-/// below (nearer the driver) or above the validation layer. Loaders differ
-/// in which end of `VK_INSTANCE_LAYERS` goes on top, so the order is taken
-/// from the chain the loader logs.
+/// below (nearer the driver) or above the validation layer.
 fn with_validation(m: &Machine, below: bool) -> Outcome {
     if let Some(skip) = needs_vulkan(m) {
         return skip;
@@ -260,46 +232,27 @@ fn with_validation(m: &Machine, below: bool) -> Outcome {
     if !m.layers.contains_key(VALIDATION) {
         return missing(format!("{VALIDATION} is not installed"));
     }
-    // (VK_INSTANCE_LAYERS, the application's own list): loaders put the
-    // environment's layers above the application's.
-    let ways = [
-        (format!("{VALIDATION}:{LAYER_NAME}"), ""),
-        (format!("{LAYER_NAME}:{VALIDATION}"), ""),
-        (VALIDATION.to_owned(), LAYER_NAME),
-        (LAYER_NAME.to_owned(), VALIDATION),
-    ];
-    for (env_layers, app_layers) in ways {
+    let (out, (s, mut c)) = in_order(below, |env_layers, app_layers| {
         let s = Scratch::new("validation")?.with_manifests()?;
         let mut c = s.child("lifecycle")?;
-        c.env("VK_ADD_LAYER_PATH", s.path("explicit"))
-            .env("VK_INSTANCE_LAYERS", env_layers)
-            .env(APP_LAYERS, app_layers)
-            .env("VK_LOADER_DEBUG", "layer")
+        stack(&mut c, s.path("explicit"), env_layers, app_layers)
             .env("SYNCFILE_WSI_STATS", s.path("stats.json"));
-        let out = run_ok(&mut c)?;
-        let arrangement = layer_is_below_validation(&String::from_utf8_lossy(&out.stderr))
-            .ok_or("the loader's log shows no instance chain with both layers")?;
-        if arrangement != below {
-            continue;
-        }
-        let result = child_json(&out)?;
-        let stats = active(&s)?;
-        let canary = run_ok(c.env(CANARY, "1"))?;
-        check(child_json(&canary)?["errors"].as_u64() > Some(0), || {
-            "validation reported nothing for a leaked semaphore: the messenger does not work".into()
-        })?;
-        check(result["errors"] == 0, || {
-            format!("validation reported errors: {:#}", result["messages"])
-        })?;
-        check(result["devices"].as_u64() >= Some(4), || {
-            format!("too few devices: {result}")
-        })?;
-        check(stat(&stats, &["panics_caught"]) == 0, || {
-            format!("statistics: {stats}")
-        })?;
-        return Ok(Completion::Completed);
-    }
-    Err("no way of enabling the two layers gave the wanted chain".into())
+        Ok((run_ok(&mut c)?, (s, c)))
+    })?;
+    let result = child_json(&out)?;
+    let stats = active(&s)?;
+    let canary = child_json(&run_ok(c.env(CANARY, "1"))?)?;
+    check_canary(&canary["errors"], &canary)?;
+    check(result["errors"] == 0, || {
+        format!("validation reported errors: {:#}", result["messages"])
+    })?;
+    check(result["devices"].as_u64() >= Some(4), || {
+        format!("too few devices: {result}")
+    })?;
+    check(stat(&stats, &["panics_caught"]) == 0, || {
+        format!("statistics: {stats}")
+    })?;
+    Ok(Completion::Completed)
 }
 
 pub fn below_validation(m: &Machine) -> Outcome {

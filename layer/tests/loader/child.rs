@@ -1,76 +1,28 @@
-//! The Vulkan programs the tests run in child processes (this same binary
-//! with `SYNCFILE_WSI_TEST_CHILD=<scenario>`), so that each run gets its own
-//! environment and loader, and a crash cannot take the test runner with it.
-//! Each prints one JSON line as its result.
-
-use std::ffi::{c_void, CStr};
-use std::process::ExitCode;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
+//! The Vulkan programs the tests run in child processes (see
+//! `common::Scratch::child`). Each prints one JSON line as its result.
 
 use ash::vk;
 use serde_json::{json, Value};
 
-/// Layers the child enables in its own `VkInstanceCreateInfo`.
-pub const APP_LAYERS: &str = "SYNCFILE_TEST_APP_LAYERS";
+use crate::common::child::{create_instance, Result};
+use crate::common::validation::{self, leak_a_semaphore, validation_errors};
 
 /// Set: `lifecycle` makes one mistake per device, to prove that the
 /// validation layer's messages reach the messenger.
 pub const CANARY: &str = "SYNCFILE_TEST_CANARY";
 
-type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
-
-pub fn run(scenario: &str) -> ExitCode {
-    let result = match scenario {
+pub fn run(scenario: &str) -> Result<Value> {
+    match scenario {
         "describe" => describe(),
         "lifecycle" => lifecycle(),
         "app" => app(),
         other => Err(format!("unknown scenario {other}").into()),
-    };
-    match result {
-        Ok(v) => {
-            println!("{v}");
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("child {scenario}: {e}");
-            ExitCode::FAILURE
-        }
     }
 }
 
 fn entry() -> Result<ash::Entry> {
     // SAFETY: loading the system's Vulkan loader, as any application does.
     Ok(unsafe { ash::Entry::load()? })
-}
-
-fn create_instance(
-    entry: &ash::Entry,
-    extensions: &[&CStr],
-    p_next: Option<&mut vk::DebugUtilsMessengerCreateInfoEXT<'_>>,
-) -> std::result::Result<ash::Instance, vk::Result> {
-    let app = vk::ApplicationInfo::default()
-        .application_name(c"syncfile-wsi-test")
-        .api_version(vk::API_VERSION_1_1);
-    let names: Vec<_> = extensions.iter().map(|e| e.as_ptr()).collect();
-    // Layers the application itself enables, for tests that need them
-    // chained differently from those in VK_INSTANCE_LAYERS.
-    let layers: Vec<std::ffi::CString> = std::env::var(APP_LAYERS)
-        .unwrap_or_default()
-        .split(':')
-        .filter(|l| !l.is_empty())
-        .filter_map(|l| std::ffi::CString::new(l).ok())
-        .collect();
-    let layer_names: Vec<_> = layers.iter().map(|l| l.as_ptr()).collect();
-    let mut info = vk::InstanceCreateInfo::default()
-        .application_info(&app)
-        .enabled_layer_names(&layer_names)
-        .enabled_extension_names(&names);
-    if let Some(n) = p_next {
-        info = info.push_next(n);
-    }
-    // SAFETY: a valid create info.
-    unsafe { entry.create_instance(&info, None) }
 }
 
 pub fn count_devices(entry: &ash::Entry) -> Result<usize> {
@@ -168,45 +120,13 @@ fn describe() -> Result<Value> {
     Ok(json!({ "instance_extensions": instance_extensions, "devices": devices }))
 }
 
-static ERRORS: AtomicUsize = AtomicUsize::new(0);
-static MESSAGES: Mutex<Vec<String>> = Mutex::new(Vec::new());
-
-unsafe extern "system" fn on_message(
-    severity: vk::DebugUtilsMessageSeverityFlagsEXT,
-    _types: vk::DebugUtilsMessageTypeFlagsEXT,
-    data: *const vk::DebugUtilsMessengerCallbackDataEXT<'_>,
-    _user: *mut c_void,
-) -> vk::Bool32 {
-    if severity.contains(vk::DebugUtilsMessageSeverityFlagsEXT::ERROR) {
-        ERRORS.fetch_add(1, Ordering::Relaxed);
-    }
-    // SAFETY: the callback data is valid during the call.
-    let text = unsafe { data.as_ref().and_then(|d| d.message_as_c_str()) }
-        .map(|m| m.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    if let Ok(mut m) = MESSAGES.lock() {
-        m.push(format!("{severity:?}: {text}"));
-    }
-    vk::FALSE
-}
-
 /// Instances, devices (two at once, from two threads) and queues created
 /// and destroyed under a debug-utils messenger that counts errors.
 fn lifecycle() -> Result<Value> {
     let entry = entry()?;
     let mut devices = 0;
     for _ in 0..2 {
-        let mut messenger_info = vk::DebugUtilsMessengerCreateInfoEXT::default()
-            .message_severity(
-                vk::DebugUtilsMessageSeverityFlagsEXT::ERROR
-                    | vk::DebugUtilsMessageSeverityFlagsEXT::WARNING,
-            )
-            .message_type(
-                vk::DebugUtilsMessageTypeFlagsEXT::GENERAL
-                    | vk::DebugUtilsMessageTypeFlagsEXT::VALIDATION
-                    | vk::DebugUtilsMessageTypeFlagsEXT::PERFORMANCE,
-            )
-            .pfn_user_callback(Some(on_message));
+        let mut messenger_info = validation::messenger_info(Some(validation::on_message));
         let instance = create_instance(
             &entry,
             &[ash::ext::debug_utils::NAME],
@@ -239,8 +159,7 @@ fn lifecycle() -> Result<Value> {
                         );
                     }
                     if std::env::var_os(CANARY).is_some() {
-                        // Left alive on purpose: validation must report it.
-                        device.create_semaphore(&vk::SemaphoreCreateInfo::default(), None)?;
+                        leak_a_semaphore(&device)?;
                     }
                     device.destroy_device(None);
                     devices += 1;
@@ -250,10 +169,8 @@ fn lifecycle() -> Result<Value> {
             instance.destroy_instance(None);
         }
     }
-    let messages = MESSAGES.lock().map(|m| m.clone()).unwrap_or_default();
-    Ok(
-        json!({ "errors": ERRORS.load(Ordering::Relaxed), "devices": devices, "messages": messages }),
-    )
+    let (errors, messages) = validation_errors();
+    Ok(json!({ "errors": errors, "devices": devices, "messages": messages }))
 }
 
 /// Every step an application takes, each result recorded rather than

@@ -7,7 +7,8 @@ use std::process::Output;
 use libtest_mimic::{Completion, Failed};
 use VkLayer_syncfile_wsi::manifest::LAYER_NAME;
 
-use crate::support::{check, have_program, missing, run_ok, Machine, Outcome, Scratch};
+use crate::common::{check, have_program, missing, run_ok, Outcome, Scratch};
+use crate::support::Machine;
 
 /// `None` when this machine can run the loader tests, else the outcome
 /// saying why not.

@@ -9,8 +9,9 @@ use libtest_mimic::{Completion, Failed};
 use serde_json::Value;
 use VkLayer_syncfile_wsi::manifest::LIBRARY_NAME;
 
+use crate::common::{check, child_json, library, run_ok, Outcome, Scratch};
 use crate::discovery::needs_vulkan;
-use crate::support::{check, child_json, library, run_ok, Machine, Outcome, Scratch};
+use crate::support::Machine;
 
 const MANIFEST: &str = "VkLayer_syncfile_wsi.implicit.json";
 

@@ -8,20 +8,18 @@
 
 mod behaviour;
 mod child;
+#[path = "../common/mod.rs"]
+mod common;
 mod discovery;
 mod install;
 mod support;
 
 use std::process::ExitCode;
-use std::sync::{Arc, OnceLock};
 
-use libtest_mimic::{Arguments, Trial};
+use common::Test;
+use support::Machine;
 
-use support::{Machine, Outcome};
-
-type Test = fn(&Machine) -> Outcome;
-
-const TESTS: &[(&str, Test)] = &[
+const TESTS: &[(&str, Test<Machine>)] = &[
     (
         "discovery::implicit_via_xdg_data_home",
         discovery::implicit_via_xdg_data_home,
@@ -68,18 +66,5 @@ const TESTS: &[(&str, Test)] = &[
 ];
 
 fn main() -> ExitCode {
-    if let Ok(scenario) = std::env::var(support::CHILD_VAR) {
-        return child::run(&scenario);
-    }
-    let args = Arguments::from_args();
-    // Probing loads the loader and a driver: done once, and only if a test runs.
-    let machine: Arc<OnceLock<Machine>> = Arc::new(OnceLock::new());
-    let trials = TESTS
-        .iter()
-        .map(|&(name, test)| {
-            let machine = machine.clone();
-            Trial::ignorable_test(name, move || test(machine.get_or_init(Machine::probe)))
-        })
-        .collect();
-    libtest_mimic::run(&args, trials).exit_code()
+    common::main(TESTS, Machine::probe, child::run)
 }
