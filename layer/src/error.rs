@@ -71,10 +71,34 @@ impl SwapchainError {
                 | vk::Result::ERROR_OUT_OF_DEVICE_MEMORY
                 | vk::Result::ERROR_DEVICE_LOST),
             ) => *r,
+            SwapchainError::Backend(crate::backend::BackendError::Wayland(
+                crate::backend::wayland::WaylandError::Lost(_),
+            )) => vk::Result::ERROR_SURFACE_LOST_KHR,
             SwapchainError::Unsupported(_)
             | SwapchainError::Vulkan(..)
             | SwapchainError::Backend(_)
             | SwapchainError::Kernel(_) => vk::Result::ERROR_INITIALIZATION_FAILED,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::wayland::WaylandError;
+    use crate::backend::BackendError;
+
+    #[test]
+    fn a_lost_compositor_loses_the_surface_other_backend_errors_do_not() {
+        let lost = SwapchainError::Backend(BackendError::Wayland(WaylandError::Lost(
+            "Broken pipe".into(),
+        )));
+        assert_eq!(lost.result(), vk::Result::ERROR_SURFACE_LOST_KHR);
+        let refused = SwapchainError::Backend(BackendError::Wayland(WaylandError::Format(0, 0, 0)));
+        assert_eq!(refused.result(), vk::Result::ERROR_INITIALIZATION_FAILED);
+        let slow = SwapchainError::Backend(BackendError::Wayland(WaylandError::Timeout(
+            std::time::Duration::from_secs(10),
+        )));
+        assert_eq!(slow.result(), vk::Result::ERROR_INITIALIZATION_FAILED);
     }
 }

@@ -42,7 +42,10 @@
 //! wayland.surfaces_without_dma_buf       Wayland surfaces left to the driver's WSI
 //! wayland.commits.{explicit,implicit}     commits with and without explicit-sync fences
 //! wayland.release_fences_carried          compositor release fences added to dma-bufs
-//! wayland.lost                            Wayland swapchains whose connection failed
+//! wayland.lost                            Wayland swapchains and surfaces whose
+//!                                         connection failed
+//! wayland.suboptimal                      swapchains made suboptimal by a change in
+//!                                         the compositor's surface dma-buf feedback
 //! cpu_waits.<thread>.<cause>.{count,ns}   waits on the CPU that did block, by thread:
 //!   app.no_free_image              acquire waited for the backend to release an image
 //!   app.dma_buf_poll               acquire polled a dma-buf (kernel without the ioctls)
@@ -111,11 +114,14 @@ pub enum Counter {
     WaylandCommitsImplicit,
     /// Compositor release fences added to a dma-buf as read fences.
     WaylandReleaseFences,
-    /// Wayland swapchains whose compositor connection failed.
+    /// Wayland swapchains and surfaces whose compositor connection failed.
     WaylandLost,
+    /// Wayland swapchains whose surface feedback changed their format's
+    /// preferred modifiers.
+    WaylandSuboptimal,
 }
 
-const COUNTERS: usize = Counter::WaylandLost as usize + 1;
+const COUNTERS: usize = Counter::WaylandSuboptimal as usize + 1;
 
 static VALUES: [AtomicU64; COUNTERS] = [const { AtomicU64::new(0) }; COUNTERS];
 
@@ -435,6 +441,7 @@ pub fn snapshot(settings: &Settings, event: Event) -> Value {
             "commits": { "explicit": get(WaylandCommitsExplicit), "implicit": get(WaylandCommitsImplicit) },
             "release_fences_carried": get(WaylandReleaseFences),
             "lost": get(WaylandLost),
+            "suboptimal": get(WaylandSuboptimal),
         },
         "cpu_waits": waits,
         "fallbacks": fallbacks,

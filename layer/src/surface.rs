@@ -33,6 +33,14 @@ pub struct Surface {
     pub wayland: Option<Arc<WaylandSurface>>,
 }
 
+impl Surface {
+    /// Whether the window-system connection behind the surface has failed,
+    /// which makes the surface lost for good.
+    pub fn is_lost(&self) -> bool {
+        self.wayland.as_ref().is_some_and(|w| w.is_lost())
+    }
+}
+
 /// Owned surfaces by handle. Surface commands are not on the frame path, so
 /// a lock is fine here.
 static SURFACES: LazyLock<Mutex<HashMap<u64, Surface>>> =
@@ -165,8 +173,9 @@ enum Answer {
     },
     /// The driver answers.
     Driver(&'static InstanceState),
-    /// The physical device is unknown to the layer.
-    Unknown,
+    /// `VK_ERROR_SURFACE_LOST_KHR`: the surface's window-system connection
+    /// is gone, or the physical device is unknown to the layer.
+    Lost,
 }
 
 /// Decides who answers queries about `surface` on `pd`.
@@ -176,13 +185,17 @@ enum Answer {
 unsafe fn answer(pd: vk::PhysicalDevice, surface: vk::SurfaceKHR) -> Answer {
     // SAFETY: the caller passes a live physical device.
     let Some(instance) = (unsafe { instance_of(pd) }) else {
-        return Answer::Unknown;
+        return Answer::Lost;
     };
     let Some((backend, surface)) =
         lookup(surface).and_then(|s| Some((backend::for_platform(s.platform)?, s)))
     else {
         return Answer::Driver(instance);
     };
+    if surface.is_lost() {
+        tracing::warn!("the surface's window-system connection is lost: VK_ERROR_SURFACE_LOST_KHR");
+        return Answer::Lost;
+    }
     let report = |why: &str| {
         tracing::warn!("not owning the swapchains of this physical device, {why}: the driver's own WSI serves them");
     };
@@ -246,7 +259,7 @@ unsafe extern "system" fn surface_support(
                         p_supported,
                     )
                 },
-                Answer::Unknown => vk::Result::ERROR_SURFACE_LOST_KHR,
+                Answer::Lost => vk::Result::ERROR_SURFACE_LOST_KHR,
             }
         },
     )
@@ -276,7 +289,7 @@ unsafe extern "system" fn surface_capabilities(
                 Answer::Driver(i) => unsafe {
                     (i.surface.get_physical_device_surface_capabilities_khr)(pd, surface, p_caps)
                 },
-                Answer::Unknown => vk::Result::ERROR_SURFACE_LOST_KHR,
+                Answer::Lost => vk::Result::ERROR_SURFACE_LOST_KHR,
             }
         },
     )
@@ -371,7 +384,7 @@ unsafe extern "system" fn surface_capabilities2(
                 Answer::Driver(i) => unsafe {
                     (i.surface2.get_physical_device_surface_capabilities2_khr)(pd, p_info, p_caps)
                 },
-                Answer::Unknown => vk::Result::ERROR_SURFACE_LOST_KHR,
+                Answer::Lost => vk::Result::ERROR_SURFACE_LOST_KHR,
             }
         },
     )
@@ -424,7 +437,7 @@ unsafe extern "system" fn surface_capabilities2_ext(
                         None => vk::Result::ERROR_SURFACE_LOST_KHR,
                     }
                 }
-                Answer::Unknown => vk::Result::ERROR_SURFACE_LOST_KHR,
+                Answer::Lost => vk::Result::ERROR_SURFACE_LOST_KHR,
             }
         },
     )
@@ -462,7 +475,7 @@ unsafe extern "system" fn surface_formats(
                         pd, surface, p_count, p_formats,
                     )
                 },
-                Answer::Unknown => vk::Result::ERROR_SURFACE_LOST_KHR,
+                Answer::Lost => vk::Result::ERROR_SURFACE_LOST_KHR,
             }
         },
     )
@@ -509,7 +522,7 @@ unsafe extern "system" fn surface_formats2(
                         pd, p_info, p_count, p_formats,
                     )
                 },
-                Answer::Unknown => vk::Result::ERROR_SURFACE_LOST_KHR,
+                Answer::Lost => vk::Result::ERROR_SURFACE_LOST_KHR,
             }
         },
     )
@@ -537,7 +550,7 @@ unsafe extern "system" fn surface_present_modes(
                         pd, surface, p_count, p_modes,
                     )
                 },
-                Answer::Unknown => vk::Result::ERROR_SURFACE_LOST_KHR,
+                Answer::Lost => vk::Result::ERROR_SURFACE_LOST_KHR,
             }
         },
     )
@@ -583,7 +596,7 @@ unsafe extern "system" fn present_rectangles(
                         None => vk::Result::ERROR_SURFACE_LOST_KHR,
                     }
                 }
-                Answer::Unknown => vk::Result::ERROR_SURFACE_LOST_KHR,
+                Answer::Lost => vk::Result::ERROR_SURFACE_LOST_KHR,
             }
         },
     )

@@ -17,17 +17,15 @@
 //! image, so a present never blocks and nothing allocates per frame.
 
 use std::collections::VecDeque;
-use std::os::fd::{AsFd, OwnedFd};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
+use std::os::fd::AsFd;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ash::vk;
-use rustix::event::{EventfdFlags, PollFd, PollFlags, Timespec};
+use rustix::event::{PollFd, PollFlags, Timespec};
 use syncfile::{Access, SyncFile};
 
+use super::worker::{Inbox, Worker};
 use super::{Backend, BackendError, BackendImage, Frame, Presenter, PresenterConfig};
 use crate::capture::{Capture, LINEAR};
 use crate::entry::try_guard;
@@ -99,91 +97,50 @@ impl Backend for Headless {
         config: PresenterConfig<'_>,
     ) -> Result<Box<dyn Presenter>, BackendError> {
         let n = config.images.len();
-        let (tx, rx) = mpsc::sync_channel(n);
-        let wake = Arc::new(rustix::event::eventfd(
-            0,
-            EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK,
-        )?);
-        let stop = Arc::new(AtomicBool::new(false));
         let period = Duration::from_secs(1) / config.settings.headless_refresh.max(1);
-        let consumer = Consumer {
-            rx,
-            wake: wake.clone(),
-            stop: stop.clone(),
-            images: config.images,
-            pool: config.pool.clone(),
-            mode: config.present_mode,
-            opaque: config.composite_alpha == vk::CompositeAlphaFlagsKHR::OPAQUE,
-            capture: Capture::from_settings(config.settings),
-            queue: VecDeque::with_capacity(n),
-            front: None,
-            period,
-            last_flip: None,
-            ready_at: None,
-        };
-        let thread = std::thread::Builder::new()
-            .name("sfwsi-headless".into())
-            .spawn(move || consumer.run())
-            .map_err(|e| BackendError::Thread("headless consumer", e))?;
-        Ok(Box::new(HeadlessPresenter {
-            tx: Mutex::new(Some(tx)),
-            wake,
-            stop,
-            thread: Mutex::new(Some(thread)),
-        }))
+        let images = config.images;
+        let pool = config.pool;
+        let mode = config.present_mode;
+        let opaque = config.composite_alpha == vk::CompositeAlphaFlagsKHR::OPAQUE;
+        let capture = Capture::from_settings(config.settings);
+        let worker = Worker::spawn("headless", n, move |inbox| {
+            Consumer {
+                inbox,
+                images,
+                pool,
+                mode,
+                opaque,
+                capture,
+                queue: VecDeque::with_capacity(n),
+                front: None,
+                period,
+                last_flip: None,
+                ready_at: None,
+            }
+            .run()
+        })?;
+        Ok(Box::new(HeadlessPresenter(worker)))
     }
 }
 
-struct HeadlessPresenter {
-    /// Taken away on stop, which disconnects the consumer.
-    tx: Mutex<Option<SyncSender<Frame>>>,
-    wake: Arc<OwnedFd>,
-    stop: Arc<AtomicBool>,
-    thread: Mutex<Option<JoinHandle<()>>>,
-}
-
-fn ring(wake: &OwnedFd) {
-    // A full counter (never, at one increment per present) still wakes.
-    let _ = rustix::io::write(wake, &1u64.to_ne_bytes());
-}
+struct HeadlessPresenter(Worker<Frame>);
 
 impl Presenter for HeadlessPresenter {
     fn present(&self, frame: Frame, _render: Option<&SyncFile>) -> vk::Result {
-        // Uncontended: only stop takes this lock otherwise.
-        let sent = match &*self.tx.lock().unwrap_or_else(|e| e.into_inner()) {
-            Some(tx) => tx.try_send(frame).is_ok(),
-            None => false,
-        };
-        if !sent {
-            return vk::Result::ERROR_OUT_OF_DATE_KHR;
+        if self.0.send(frame) {
+            vk::Result::SUCCESS
+        } else {
+            vk::Result::ERROR_OUT_OF_DATE_KHR
         }
-        ring(&self.wake);
-        vk::Result::SUCCESS
     }
 
     fn stop(&self) {
-        self.stop.store(true, Ordering::Release);
-        self.tx.lock().unwrap_or_else(|e| e.into_inner()).take();
-        ring(&self.wake);
-        let thread = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take();
-        if let Some(t) = thread {
-            // The consumer catches its own panics; a join error cannot
-            // carry anything left to report.
-            let _ = t.join();
-        }
-    }
-}
-
-impl Drop for HeadlessPresenter {
-    fn drop(&mut self) {
-        self.stop();
+        self.0.stop();
     }
 }
 
 struct Consumer {
-    rx: Receiver<Frame>,
-    wake: Arc<OwnedFd>,
-    stop: Arc<AtomicBool>,
+    inbox: Inbox<Frame>,
     images: Vec<BackendImage>,
     pool: Arc<Pool>,
     mode: vk::PresentModeKHR,
@@ -213,7 +170,7 @@ impl Consumer {
 
     fn serve(&mut self) {
         loop {
-            if self.stop.load(Ordering::Acquire) || !self.take_in() {
+            if self.inbox.stopping() || !self.take_in() {
                 break;
             }
             let Some(&head) = self.queue.front() else {
@@ -240,7 +197,7 @@ impl Consumer {
         }
         // Stopping: everything goes back. Frames still queued were
         // presented all the same, so a capture still gets them.
-        while let Ok(f) = self.rx.try_recv() {
+        while let Ok(Some(f)) = self.inbox.next() {
             self.queue.push_back(f);
         }
         while let Some(f) = self.queue.pop_front() {
@@ -255,8 +212,8 @@ impl Consumer {
     /// Takes in presented frames; false once the presenter is gone.
     fn take_in(&mut self) -> bool {
         loop {
-            match self.rx.try_recv() {
-                Ok(f) => {
+            match self.inbox.next() {
+                Ok(Some(f)) => {
                     if self.mode == vk::PresentModeKHR::MAILBOX {
                         // Whatever still waits is replaced, unshown.
                         while let Some(old) = self.queue.pop_front() {
@@ -267,8 +224,8 @@ impl Consumer {
                     }
                     self.queue.push_back(f);
                 }
-                Err(TryRecvError::Empty) => return true,
-                Err(TryRecvError::Disconnected) => return false,
+                Ok(None) => return true,
+                Err(_) => return false,
             }
         }
     }
@@ -331,7 +288,7 @@ impl Consumer {
             tv_sec: t.as_secs().try_into().unwrap_or(i64::MAX),
             tv_nsec: t.subsec_nanos().into(),
         });
-        let wake = self.wake.as_fd();
+        let wake = self.inbox.bell();
         let mut fds = [
             PollFd::from_borrowed_fd(wake, PollFlags::IN),
             PollFd::from_borrowed_fd(wake, PollFlags::empty()),
@@ -349,8 +306,7 @@ impl Consumer {
         // EINTR and the like only end this sleep early; the loop looks again.
         let _ = rustix::event::poll(&mut fds[..n], ts.as_ref());
         if fds[0].revents().contains(PollFlags::IN) {
-            let mut buf = [0u8; 8];
-            let _ = rustix::io::read(&*self.wake, &mut buf);
+            self.inbox.hush();
         }
     }
 }

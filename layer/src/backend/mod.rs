@@ -21,6 +21,7 @@
 
 pub mod headless;
 pub mod wayland;
+mod worker;
 
 use std::time::Instant;
 

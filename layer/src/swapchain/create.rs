@@ -51,6 +51,13 @@ pub(super) unsafe extern "system" fn create_swapchain(
                 // SAFETY: the application's arguments.
                 return unsafe { pass_through(state, info, old_is_ours, p_allocator, p_swapchain) };
             };
+            if surface.is_lost() {
+                tracing::error!(
+                    "vkCreateSwapchainKHR: the surface's window-system connection is lost"
+                );
+                stats::count(Counter::SwapchainsFailed);
+                return vk::Result::ERROR_SURFACE_LOST_KHR;
+            }
             match create(state, owned, &surface, backend, info) {
                 Ok(s) => {
                     let handle = &*s as *const Swapchain as u64;

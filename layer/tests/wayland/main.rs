@@ -110,13 +110,6 @@ impl Weston {
             .arg("start")
             .args(args)
             .env("SYNCFILE_WSI_WESTON_SOCKET", &socket)
-            // Plain swrast, which imports a dma-buf by mapping it. Otherwise
-            // Mesa picks kms_swrast on vgem's node, whose import of a
-            // udmabuf (what lavapipe exports) crashes weston's llvmpipe
-            // threads with a NULL read on the first repaint (seen in the
-            // guest: Mesa 25.0.7, weston 14.0.2).
-            .env("LIBGL_ALWAYS_SOFTWARE", "1")
-            .env("MESA_LOADER_DRIVER_OVERRIDE", "swrast")
             .output()?;
         check(out.status.success(), || {
             format!(

@@ -12,7 +12,7 @@ use syncfile::{Access, DmaBuf};
 use wayland_client::protocol::wl_buffer::WlBuffer;
 use VkLayer_syncfile_wsi::wayland::formats::{self, MOD_LINEAR, XRGB8888};
 use VkLayer_syncfile_wsi::wayland::{
-    BufferDesc, Client, Plane, Release, SurfaceLink, WaylandError,
+    display_failed, BufferDesc, Client, Plane, Release, SurfaceLink, WaylandError,
 };
 
 use crate::app::App;
@@ -305,5 +305,15 @@ pub fn killed_compositor_is_lost() -> Outcome {
         matches!(client.roundtrip(), Err(WaylandError::Lost(_))),
         || "roundtrip".into(),
     )?;
+    // The failure is the application's display's, for good: what the layer
+    // keys a lost surface on, and why a new connection on it is refused.
+    // SAFETY: the application's display is alive.
+    check(unsafe { display_failed(app.display_ptr()) }, || {
+        "the application's display does not say it failed".into()
+    })?;
+    let again = connect(&app).map(|_| ());
+    check(again.is_err(), || {
+        "a new connection on a dead display".into()
+    })?;
     Ok(Completion::Completed)
 }

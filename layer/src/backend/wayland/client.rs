@@ -23,7 +23,7 @@ use wayland_protocols::wp::linux_explicit_synchronization::zv1::client::{
     zwp_linux_surface_synchronization_v1 as surface_sync,
 };
 
-use super::formats::{self, CompositorFormats};
+use super::formats::{self, CompositorFormats, Tranches};
 use super::{Release, WaylandError};
 
 /// The highest `zwp_linux_dmabuf_v1` version the layer speaks: v4 brings the
@@ -58,6 +58,15 @@ pub(super) enum Callback {
     Frame,
 }
 
+/// Which dma-buf feedback a feedback object carries.
+pub(super) enum FeedbackOf {
+    /// The compositor's default, for any surface: the formats the layer
+    /// offers.
+    Default,
+    /// One surface's, which may change while a swapchain presents.
+    Surface,
+}
+
 /// Everything the layer's queue has received.
 #[derive(Default)]
 pub(super) struct State {
@@ -68,6 +77,9 @@ pub(super) struct State {
     formats: CompositorFormats,
     feedback: FeedbackInProgress,
     feedback_done: bool,
+    surface_feedback: FeedbackInProgress,
+    /// The latest complete surface feedback not yet taken.
+    surface_tranches: Option<Tranches>,
     pub(super) frames_done: u64,
     pub(super) released: Vec<(u32, Release)>,
 }
@@ -78,7 +90,7 @@ pub(super) struct State {
 struct FeedbackInProgress {
     table: Vec<(formats::Fourcc, u64)>,
     tranche: Vec<(formats::Fourcc, u64)>,
-    formats: CompositorFormats,
+    tranches: Tranches,
     failed: Option<std::io::Error>,
 }
 
@@ -97,6 +109,28 @@ pub struct Client {
 
 fn lost(e: impl std::fmt::Display) -> WaylandError {
     WaylandError::Lost(e.to_string())
+}
+
+/// Whether the connection behind `display` has failed (a broken socket or
+/// a protocol error on any of its objects): libwayland then refuses every
+/// request on it for good.
+///
+/// # Safety
+/// `display` is a live `wl_display*`.
+pub unsafe fn display_failed(display: *mut c_void) -> bool {
+    if display.is_null() || !wayland_sys::client::is_lib_available() {
+        return false;
+    }
+    // SAFETY: the caller passes a live display; wl_display_get_error only
+    // reads its error state, under libwayland's own lock.
+    let error = unsafe {
+        wayland_sys::ffi_dispatch!(
+            wayland_sys::client::wayland_client_handle(),
+            wl_display_get_error,
+            display.cast()
+        )
+    };
+    error != 0
 }
 
 impl Client {
@@ -145,7 +179,7 @@ impl Client {
                     let v = (*version).min(DMABUF_VERSION);
                     let d: dmabuf::ZwpLinuxDmabufV1 = registry.bind(*name, v, &qh, ());
                     if v >= 4 {
-                        self.feedback = Some(d.get_default_feedback(&qh, ()));
+                        self.feedback = Some(d.get_default_feedback(&qh, FeedbackOf::Default));
                     }
                     self.offer.dmabuf_version = v;
                     self.dmabuf = Some(d);
@@ -316,6 +350,11 @@ impl Client {
         self.state.frames_done
     }
 
+    /// The surface's latest dma-buf feedback, once per new one received.
+    pub fn take_surface_feedback(&mut self) -> Option<Tranches> {
+        self.state.surface_tranches.take()
+    }
+
     /// The releases received since the last call, in order.
     pub fn take_released(&mut self) -> Vec<(u32, Release)> {
         std::mem::take(&mut self.state.released)
@@ -426,16 +465,19 @@ fn read_format_table(fd: &OwnedFd, size: u32) -> std::io::Result<Vec<(formats::F
     }
 }
 
-impl Dispatch<feedback::ZwpLinuxDmabufFeedbackV1, ()> for State {
+impl Dispatch<feedback::ZwpLinuxDmabufFeedbackV1, FeedbackOf> for State {
     fn event(
         state: &mut Self,
         _: &feedback::ZwpLinuxDmabufFeedbackV1,
         event: feedback::Event,
-        _: &(),
+        of: &FeedbackOf,
         _: &Connection,
         _: &QueueHandle<Self>,
     ) {
-        let fb = &mut state.feedback;
+        let fb = match of {
+            FeedbackOf::Default => &mut state.feedback,
+            FeedbackOf::Surface => &mut state.surface_feedback,
+        };
         match event {
             feedback::Event::FormatTable { fd, size } => match read_format_table(&fd, size) {
                 Ok(t) => fb.table = t,
@@ -447,12 +489,23 @@ impl Dispatch<feedback::ZwpLinuxDmabufFeedbackV1, ()> for State {
             }
             feedback::Event::TrancheDone => {
                 let tranche = std::mem::take(&mut fb.tranche);
-                fb.formats.extend(tranche);
+                fb.tranches.push(tranche);
             }
-            feedback::Event::Done => {
-                state.formats = std::mem::take(&mut fb.formats);
-                state.feedback_done = true;
-            }
+            feedback::Event::Done => match of {
+                // A failed table is reported by bind_globals.
+                FeedbackOf::Default => {
+                    state.formats = CompositorFormats::default();
+                    state.formats.extend(fb.tranches.drain(..).flatten());
+                    state.feedback_done = true;
+                }
+                FeedbackOf::Surface => match fb.failed.take() {
+                    Some(e) => {
+                        tracing::warn!("the surface's dma-buf feedback is unreadable: {e}");
+                        fb.tranches.clear();
+                    }
+                    None => state.surface_tranches = Some(std::mem::take(&mut fb.tranches)),
+                },
+            },
             // The layer's images live in system memory (or wherever the
             // driver put them): any device the compositor names will do.
             _ => {}

@@ -127,6 +127,30 @@ impl CompositorFormats {
     }
 }
 
+/// The tranches of one complete dma-buf feedback, most preferred first,
+/// each a list of format/modifier pairs.
+pub type Tranches = Vec<Vec<(Fourcc, u64)>>;
+
+/// The modifiers the compositor prefers for `format`: those of the first
+/// tranche that lists it, sorted, without duplicates; none when no tranche
+/// does. When these change between two feedbacks of a surface, its
+/// swapchain is suboptimal, as Mesa's Wayland WSI decides it: the
+/// compositor now wants buffers laid out otherwise (the surface moved to a
+/// scanout plane, or to another GPU's output). Tranche flags do not count.
+pub fn preferred_modifiers(tranches: &[Vec<(Fourcc, u64)>], format: Fourcc) -> Vec<u64> {
+    let mut modifiers: Vec<u64> = tranches
+        .iter()
+        .find(|t| t.iter().any(|&(f, _)| f == format))
+        .into_iter()
+        .flatten()
+        .filter(|&&(f, _)| f == format)
+        .map(|&(_, m)| m)
+        .collect();
+    modifiers.sort_unstable();
+    modifiers.dedup();
+    modifiers
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -234,5 +258,39 @@ mod tests {
         assert!(c.negotiate(XRGB8888, &[]).is_empty());
         assert!(c.contains(XRGB8888, MOD_LINEAR) && !c.contains(XRGB8888, tiled));
         assert!(!c.is_empty() && CompositorFormats::default().is_empty());
+    }
+
+    #[test]
+    fn preferred_modifiers_come_from_the_first_tranche_with_the_format() {
+        let tiled = 0x0100_0000_0000_0002;
+        let scanout = vec![(XRGB8888, tiled), (ARGB8888, tiled)];
+        let render = vec![
+            (ARGB8888, MOD_LINEAR),
+            (ARGB8888, tiled),
+            (ABGR8888, MOD_LINEAR),
+            (ARGB8888, MOD_LINEAR),
+        ];
+        let both = vec![scanout.clone(), render.clone()];
+        assert_eq!(preferred_modifiers(&both, XRGB8888), [tiled]);
+        assert_eq!(preferred_modifiers(&both, ARGB8888), [tiled]);
+        // Sorted and without duplicates, whatever the tranche's order.
+        assert_eq!(
+            preferred_modifiers(std::slice::from_ref(&render), ARGB8888),
+            [MOD_LINEAR, tiled]
+        );
+        assert_eq!(preferred_modifiers(&both, ABGR8888), [MOD_LINEAR]);
+        assert!(preferred_modifiers(&both, 0).is_empty());
+        assert!(preferred_modifiers(&[], XRGB8888).is_empty());
+        // The same pairs in another order are no change; a dropped scanout
+        // tranche is one.
+        let reordered = vec![scanout.iter().rev().copied().collect(), render.clone()];
+        assert_eq!(
+            preferred_modifiers(&reordered, ARGB8888),
+            preferred_modifiers(&both, ARGB8888)
+        );
+        assert_ne!(
+            preferred_modifiers(&[render], ARGB8888),
+            preferred_modifiers(&both, ARGB8888)
+        );
     }
 }

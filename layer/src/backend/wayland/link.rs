@@ -11,14 +11,17 @@ use wayland_backend::client::ObjectId;
 use wayland_client::protocol::{wl_buffer::WlBuffer, wl_surface::WlSurface};
 use wayland_client::Proxy;
 use wayland_protocols::wp::linux_dmabuf::zv1::client::zwp_linux_buffer_params_v1::Flags;
+use wayland_protocols::wp::linux_dmabuf::zv1::client::zwp_linux_dmabuf_feedback_v1::ZwpLinuxDmabufFeedbackV1;
 use wayland_protocols::wp::linux_explicit_synchronization::zv1::client::zwp_linux_surface_synchronization_v1::ZwpLinuxSurfaceSynchronizationV1;
 
-use super::client::{Callback, Client};
+use super::client::{Callback, Client, FeedbackOf};
 use super::formats::Fourcc;
 use super::WaylandError;
 
 /// `wl_surface.damage_buffer` exists from this version on.
 const DAMAGE_BUFFER_SINCE: u32 = 4;
+/// `zwp_linux_dmabuf_v1.get_surface_feedback` exists from this version on.
+const SURFACE_FEEDBACK_SINCE: u32 = 4;
 
 /// How the compositor gave an image back.
 #[derive(Debug)]
@@ -66,11 +69,13 @@ pub struct BufferDesc<'a> {
     pub planes: Vec<Plane<'a>>,
 }
 
-/// The layer's handle on the application's `wl_surface`, and its explicit
-/// synchronization object when the layer uses one.
+/// The layer's handle on the application's `wl_surface`, its explicit
+/// synchronization object when the layer uses one, and its dma-buf
+/// feedback when the compositor sends one ([`Client::take_surface_feedback`]).
 pub struct SurfaceLink {
     surface: WlSurface,
     sync: Option<ZwpLinuxSurfaceSynchronizationV1>,
+    feedback: Option<ZwpLinuxDmabufFeedbackV1>,
 }
 
 impl SurfaceLink {
@@ -105,8 +110,17 @@ impl SurfaceLink {
             }
             (_, false) => None,
         };
+        let feedback = client
+            .dmabuf
+            .as_ref()
+            .filter(|d| d.version() >= SURFACE_FEEDBACK_SINCE)
+            .map(|d| d.get_surface_feedback(&surface, &client.handle(), FeedbackOf::Surface));
         client.flush()?;
-        Ok(Self { surface, sync })
+        Ok(Self {
+            surface,
+            sync,
+            feedback,
+        })
     }
 
     pub fn explicit(&self) -> bool {
@@ -156,6 +170,9 @@ impl Drop for SurfaceLink {
         // it so that a later swapchain (or the application) can ask again.
         if let Some(s) = self.sync.take() {
             s.destroy();
+        }
+        if let Some(f) = self.feedback.take() {
+            f.destroy();
         }
     }
 }

@@ -17,10 +17,19 @@
 //! `wp_linux_drm_syncobj_v1` is detected and reported only: the layer's
 //! drivers cannot export DRM syncobjs.
 //!
+//! Results, as Mesa's Wayland WSI gives them: a surface has no size of its
+//! own (the swapchain's extent decides, so there is no resize to report);
+//! a retired swapchain answers `VK_ERROR_OUT_OF_DATE_KHR`; with
+//! `zwp_linux_dmabuf_v1` v4, a change in the modifiers the surface's
+//! dma-buf feedback prefers for the swapchain's format makes it
+//! `VK_SUBOPTIMAL_KHR`.
+//!
 //! libwayland-client is loaded with `dlopen` on first use, so applications
 //! without Wayland still load the layer. Every wait on the compositor has a
 //! deadline: a compositor that goes away or raises a protocol error makes
 //! the surface lost (`VK_ERROR_SURFACE_LOST_KHR`), never a hang or a crash.
+//! That holds for a surface made on a display that has already failed, too:
+//! the layer owns it, and refuses every query and swapchain on it.
 
 mod client;
 pub mod formats;
@@ -35,7 +44,7 @@ use std::time::Duration;
 
 use ash::vk;
 
-pub use client::{Client, Offer};
+pub use client::{display_failed, Client, Offer};
 pub use link::{BufferDesc, Plane, Release, SurfaceLink};
 
 use super::{Backend, BackendError, Presenter, PresenterConfig};
@@ -80,6 +89,26 @@ pub struct WaylandSurface {
     display: NonNull<c_void>,
     surface: NonNull<c_void>,
     offer: Offer,
+}
+
+impl WaylandSurface {
+    /// The surface of a display whose connection had already failed when
+    /// the surface was made: every query about it answers
+    /// `VK_ERROR_SURFACE_LOST_KHR`, as the loss is permanent.
+    pub fn lost(display: NonNull<c_void>, surface: NonNull<c_void>) -> Self {
+        WaylandSurface {
+            display,
+            surface,
+            offer: Offer::default(),
+        }
+    }
+
+    /// Whether the application's connection to the compositor has failed.
+    pub fn is_lost(&self) -> bool {
+        // SAFETY: Vulkan makes the application keep the display alive as
+        // long as the surface.
+        unsafe { display_failed(self.display.as_ptr()) }
+    }
 }
 
 // SAFETY: the pointers are only ever handed to libwayland, whose proxies may
@@ -195,11 +224,14 @@ impl Backend for Wayland {
         let link = unsafe { SurfaceLink::new(&client, w.surface.as_ptr(), explicit) }?;
         let opaque = config.composite_alpha == vk::CompositeAlphaFlagsKHR::OPAQUE;
         let mut buffers = Vec::with_capacity(config.images.len());
+        // The same for every image of a swapchain.
+        let mut format = 0;
         for (i, image) in config.images.iter().enumerate() {
+            format = drm_format(client.offer(), image.format.vk, opaque, image.modifier)?;
             let desc = BufferDesc {
                 width: image.extent.width,
                 height: image.extent.height,
-                format: drm_format(client.offer(), image.format.vk, opaque, image.modifier)?,
+                format,
                 modifier: image.modifier,
                 planes: vec![Plane {
                     fd: image.dma_buf.as_fd(),
@@ -222,6 +254,7 @@ impl Backend for Wayland {
             client,
             link,
             buffers,
+            format,
             config.images,
             config.present_mode,
             config.pool,

@@ -10,19 +10,17 @@
 //! the pool unshown); IMMEDIATE commits every frame as it arrives.
 
 use std::collections::VecDeque;
-use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
+use std::sync::Arc;
 use std::time::Duration;
 
 use ash::vk;
-use rustix::event::EventfdFlags;
 use syncfile::SyncFile;
 use wayland_client::protocol::wl_buffer::WlBuffer;
 
+use super::formats::{self, Fourcc, Tranches};
 use super::{Client, Release, SurfaceLink, WaylandError};
+use crate::backend::worker::{Inbox, Worker};
 use crate::backend::{BackendError, BackendImage, Frame, Presenter};
 use crate::entry::try_guard;
 use crate::stats::{self, Counter};
@@ -39,65 +37,49 @@ struct Job {
 }
 
 pub struct WaylandPresenter {
-    /// Taken away on stop, which disconnects the thread.
-    tx: Mutex<Option<SyncSender<Job>>>,
-    wake: Arc<OwnedFd>,
-    stop: Arc<AtomicBool>,
+    worker: Worker<Job>,
     lost: Arc<AtomicBool>,
     explicit: bool,
-    thread: Mutex<Option<JoinHandle<()>>>,
-}
-
-fn ring(wake: &OwnedFd) {
-    // A full counter (never, at one increment per present) still wakes.
-    let _ = rustix::io::write(wake, &1u64.to_ne_bytes());
 }
 
 impl WaylandPresenter {
     /// Starts the thread for a swapchain whose `wl_buffer`s are `buffers`
-    /// (one per image, in order), committed through `link` on `client`.
+    /// (one per image, in order, all of DRM format `format`), committed
+    /// through `link` on `client`.
     pub fn start(
         client: Client,
         link: SurfaceLink,
         buffers: Vec<WlBuffer>,
+        format: Fourcc,
         images: Vec<BackendImage>,
         mode: vk::PresentModeKHR,
         pool: Arc<Pool>,
     ) -> Result<Self, BackendError> {
-        let (tx, rx) = mpsc::sync_channel(images.len());
-        let wake = Arc::new(rustix::event::eventfd(
-            0,
-            EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK,
-        )?);
-        let stop = Arc::new(AtomicBool::new(false));
         let lost = Arc::new(AtomicBool::new(false));
         let explicit = link.explicit();
-        let committer = Committer {
-            rx,
-            wake: wake.clone(),
-            stop: stop.clone(),
-            lost: lost.clone(),
-            client,
-            link,
-            buffers,
-            images,
-            mode,
-            pool,
-            queue: VecDeque::new(),
-            frames_seen: 0,
-            awaiting_frame: false,
-        };
-        let thread = std::thread::Builder::new()
-            .name("sfwsi-wayland".into())
-            .spawn(move || committer.run())
-            .map_err(|e| BackendError::Thread("wayland", e))?;
+        let committer_lost = lost.clone();
+        let worker = Worker::spawn("wayland", images.len(), move |inbox| {
+            Committer {
+                inbox,
+                lost: committer_lost,
+                client,
+                link,
+                buffers,
+                format,
+                preferred: None,
+                images,
+                mode,
+                pool,
+                queue: VecDeque::new(),
+                frames_seen: 0,
+                awaiting_frame: false,
+            }
+            .run()
+        })?;
         Ok(Self {
-            tx: Mutex::new(Some(tx)),
-            wake,
-            stop,
+            worker,
             lost,
             explicit,
-            thread: Mutex::new(Some(thread)),
         })
     }
 }
@@ -119,45 +101,28 @@ impl Presenter for WaylandPresenter {
             },
             _ => None,
         };
-        // Uncontended: only stop takes this lock otherwise.
-        let sent = match &*self.tx.lock().unwrap_or_else(|e| e.into_inner()) {
-            Some(tx) => tx.try_send(Job { frame, acquire }).is_ok(),
-            None => false,
-        };
-        if !sent {
-            return vk::Result::ERROR_OUT_OF_DATE_KHR;
+        if self.worker.send(Job { frame, acquire }) {
+            vk::Result::SUCCESS
+        } else {
+            vk::Result::ERROR_OUT_OF_DATE_KHR
         }
-        ring(&self.wake);
-        vk::Result::SUCCESS
     }
 
     fn stop(&self) {
-        self.stop.store(true, Ordering::Release);
-        self.tx.lock().unwrap_or_else(|e| e.into_inner()).take();
-        ring(&self.wake);
-        let thread = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take();
-        if let Some(t) = thread {
-            // The thread catches its own panics; a join error cannot carry
-            // anything left to report.
-            let _ = t.join();
-        }
-    }
-}
-
-impl Drop for WaylandPresenter {
-    fn drop(&mut self) {
-        self.stop();
+        self.worker.stop();
     }
 }
 
 struct Committer {
-    rx: Receiver<Job>,
-    wake: Arc<OwnedFd>,
-    stop: Arc<AtomicBool>,
+    inbox: Inbox<Job>,
     lost: Arc<AtomicBool>,
     client: Client,
     link: SurfaceLink,
     buffers: Vec<WlBuffer>,
+    format: Fourcc,
+    /// The modifiers the surface's first dma-buf feedback preferred for
+    /// `format`, once it came.
+    preferred: Option<Vec<u64>>,
     images: Vec<BackendImage>,
     mode: vk::PresentModeKHR,
     pool: Arc<Pool>,
@@ -198,7 +163,7 @@ impl Committer {
     }
 
     fn serve(&mut self) -> Result<(), WaylandError> {
-        while !self.stop.load(Ordering::Acquire) {
+        while !self.inbox.stopping() {
             if !self.take_in() {
                 break;
             }
@@ -208,8 +173,8 @@ impl Committer {
                     continue;
                 }
             }
-            self.client.dispatch(IDLE, Some(self.wake.as_fd()))?;
-            self.drain_wake();
+            self.client.dispatch(IDLE, Some(self.inbox.bell()))?;
+            self.inbox.hush();
             self.handle_events();
         }
         Ok(())
@@ -218,8 +183,8 @@ impl Committer {
     /// Takes in presented frames; false once the presenter is gone.
     fn take_in(&mut self) -> bool {
         loop {
-            match self.rx.try_recv() {
-                Ok(job) => {
+            match self.inbox.next() {
+                Ok(Some(job)) => {
                     if self.mode == vk::PresentModeKHR::MAILBOX {
                         // Whatever still waits is replaced, unshown.
                         for old in self.queue.drain(..) {
@@ -229,8 +194,8 @@ impl Committer {
                     }
                     self.queue.push_back(job);
                 }
-                Err(TryRecvError::Empty) => return true,
-                Err(TryRecvError::Disconnected) => return false,
+                Ok(None) => return true,
+                Err(_) => return false,
             }
         }
     }
@@ -258,13 +223,10 @@ impl Committer {
         Ok(())
     }
 
-    fn drain_wake(&self) {
-        let mut buf = [0u8; 8];
-        // Nothing to read is fine: the eventfd is non-blocking.
-        let _ = rustix::io::read(&*self.wake, &mut buf);
-    }
-
     fn handle_events(&mut self) {
+        if let Some(tranches) = self.client.take_surface_feedback() {
+            self.take_feedback(&tranches);
+        }
         let frames = self.client.frames_done();
         if frames > self.frames_seen {
             self.frames_seen = frames;
@@ -292,6 +254,26 @@ impl Committer {
                 }
             }
             self.pool.release(i);
+        }
+    }
+
+    /// Weighs a new surface feedback against the first: when the
+    /// modifiers the compositor prefers for the swapchain's format change,
+    /// acquires and presents answer `VK_SUBOPTIMAL_KHR` from then on, so
+    /// the application makes a new swapchain (whose images the layer then
+    /// lays out for the new preference where the driver can).
+    fn take_feedback(&mut self, tranches: &Tranches) {
+        let now = formats::preferred_modifiers(tranches, self.format);
+        match &self.preferred {
+            None => self.preferred = Some(now),
+            Some(first) if *first != now && self.pool.status() == vk::Result::SUCCESS => {
+                tracing::info!(
+                    "the compositor now prefers modifiers {now:#x?} for this swapchain's format (at first {first:#x?}): VK_SUBOPTIMAL_KHR"
+                );
+                self.pool.set_status(vk::Result::SUBOPTIMAL_KHR);
+                stats::count(Counter::WaylandSuboptimal);
+            }
+            Some(_) => {}
         }
     }
 }

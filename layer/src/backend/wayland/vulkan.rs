@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use ash::vk;
 
-use super::{Client, WaylandSurface, TIMEOUT};
+use super::{display_failed, Client, WaylandSurface, TIMEOUT};
 use crate::entry::guard;
 use crate::extensions::Support;
 use crate::settings::Platform;
@@ -23,6 +23,14 @@ fn probe(display: *mut c_void, wl_surface: *mut c_void) -> Option<WaylandSurface
     // vkCreateWaylandSurfaceKHR); the client is dropped before returning.
     let offer = match unsafe { Client::connect(display.as_ptr(), TIMEOUT) } {
         Ok(c) => c.offer().clone(),
+        // SAFETY: the application's live display, as above.
+        Err(e) if unsafe { display_failed(display.as_ptr()) } => {
+            // The driver's WSI could only fail on this display too; owning
+            // the surface makes every query answer VK_ERROR_SURFACE_LOST_KHR.
+            tracing::error!("vkCreateWaylandSurfaceKHR on a display whose connection is lost ({e}): the surface is lost");
+            stats::count(Counter::WaylandLost);
+            return Some(WaylandSurface::lost(display, wl_surface));
+        }
         Err(e) => {
             tracing::warn!("the driver's WSI serves this Wayland surface: {e}");
             return None;
