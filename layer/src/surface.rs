@@ -282,7 +282,7 @@ unsafe extern "system" fn surface_capabilities(
                     backend,
                 } => {
                     // SAFETY: the caller passes a valid output pointer.
-                    unsafe { *p_caps = backend.capabilities(&surface, &caps) };
+                    unsafe { *p_caps = backend.capabilities(&surface, &caps, None) };
                     vk::Result::SUCCESS
                 }
                 // SAFETY: the application's arguments, for the next entity.
@@ -295,6 +295,27 @@ unsafe extern "system" fn surface_capabilities(
     )
 }
 
+/// The present mode the application asks about (`VkSurfacePresentModeEXT`
+/// of VK_EXT_surface_maintenance1), if it names one.
+///
+/// # Safety
+/// `info`'s chain is valid.
+unsafe fn queried_present_mode(
+    info: &vk::PhysicalDeviceSurfaceInfo2KHR<'_>,
+) -> Option<vk::PresentModeKHR> {
+    let mut p = info.p_next.cast::<vk::BaseInStructure>();
+    while !p.is_null() {
+        // SAFETY: a valid input chain.
+        let node = unsafe { &*p };
+        if node.s_type == vk::StructureType::SURFACE_PRESENT_MODE_EXT {
+            // SAFETY: the structure of that sType.
+            return Some(unsafe { (*p.cast::<vk::SurfacePresentModeEXT<'_>>()).present_mode });
+        }
+        p = node.p_next;
+    }
+    None
+}
+
 /// Fills the output structures of `VkSurfaceCapabilities2KHR`'s chain that
 /// concern an owned surface.
 ///
@@ -304,18 +325,8 @@ unsafe fn fill_capabilities2_chain(
     info: &vk::PhysicalDeviceSurfaceInfo2KHR<'_>,
     caps: &mut vk::SurfaceCapabilities2KHR<'_>,
 ) {
-    // The present mode the application asks about (VK_EXT_surface_maintenance1).
-    let mut mode = None;
-    let mut p = info.p_next.cast::<vk::BaseInStructure>();
-    while !p.is_null() {
-        // SAFETY: a valid input chain.
-        let node = unsafe { &*p };
-        if node.s_type == vk::StructureType::SURFACE_PRESENT_MODE_EXT {
-            // SAFETY: the structure of that sType.
-            mode = Some(unsafe { (*p.cast::<vk::SurfacePresentModeEXT<'_>>()).present_mode });
-        }
-        p = node.p_next;
-    }
+    // SAFETY: the caller's valid chain.
+    let mode = unsafe { queried_present_mode(info) };
     let mut p = caps.p_next.cast::<vk::BaseOutStructure>();
     while !p.is_null() {
         // SAFETY: a valid output chain; each node is the structure its sType
@@ -375,7 +386,9 @@ unsafe extern "system" fn surface_capabilities2(
                     caps,
                     backend,
                 } => {
-                    out.surface_capabilities = backend.capabilities(&surface, &caps);
+                    // SAFETY: the application's valid chain.
+                    let mode = unsafe { queried_present_mode(info) };
+                    out.surface_capabilities = backend.capabilities(&surface, &caps, mode);
                     // SAFETY: the application's valid chains.
                     unsafe { fill_capabilities2_chain(info, out) };
                     vk::Result::SUCCESS
@@ -406,7 +419,7 @@ unsafe extern "system" fn surface_capabilities2_ext(
                     caps,
                     backend,
                 } => {
-                    let c = backend.capabilities(&surface, &caps);
+                    let c = backend.capabilities(&surface, &caps, None);
                     // SAFETY: the caller passes a valid output structure.
                     let out = unsafe { &mut *p_caps };
                     out.min_image_count = c.min_image_count;
@@ -573,7 +586,7 @@ unsafe extern "system" fn present_rectangles(
                     caps,
                     backend,
                 } => {
-                    let extent = backend.capabilities(&surface, &caps).current_extent;
+                    let extent = backend.capabilities(&surface, &caps, None).current_extent;
                     let rect = vk::Rect2D {
                         offset: vk::Offset2D { x: 0, y: 0 },
                         extent,

@@ -52,7 +52,12 @@ const MIN_IMAGES: u32 = 2;
 const MAX_IMAGES: u32 = 16;
 
 impl Backend for Headless {
-    fn capabilities(&self, _: &Surface, caps: &SwapchainCaps) -> vk::SurfaceCapabilitiesKHR {
+    fn capabilities(
+        &self,
+        _: &Surface,
+        caps: &SwapchainCaps,
+        _: Option<vk::PresentModeKHR>,
+    ) -> vk::SurfaceCapabilitiesKHR {
         vk::SurfaceCapabilitiesKHR {
             min_image_count: MIN_IMAGES,
             max_image_count: MAX_IMAGES,

@@ -79,8 +79,15 @@ pub enum BackendError {
 /// One window system.
 pub trait Backend: Sync {
     /// The surface's capabilities on a device whose swapchains can be made
-    /// of `caps`.
-    fn capabilities(&self, surface: &Surface, caps: &SwapchainCaps) -> vk::SurfaceCapabilitiesKHR;
+    /// of `caps`, for swapchains of present mode `mode` when the
+    /// application names one (`VkSurfacePresentModeEXT`, or the mode of
+    /// the swapchain being made), else for any.
+    fn capabilities(
+        &self,
+        surface: &Surface,
+        caps: &SwapchainCaps,
+        mode: Option<vk::PresentModeKHR>,
+    ) -> vk::SurfaceCapabilitiesKHR;
 
     /// The present modes it implements, in order of preference.
     fn present_modes(&self, surface: &Surface) -> &'static [vk::PresentModeKHR];

@@ -166,7 +166,7 @@ fn check(
     backend: &dyn Backend,
     info: &vk::SwapchainCreateInfoKHR<'_>,
 ) -> Result<(), SwapchainError> {
-    let caps = backend.capabilities(surface, &owned.caps);
+    let caps = backend.capabilities(surface, &owned.caps, Some(info.present_mode));
     if owned.caps.format(info.image_format).is_none()
         || info.image_color_space != vk::ColorSpaceKHR::SRGB_NONLINEAR
     {

@@ -158,11 +158,30 @@ fn drm_format(
     }
 }
 
+/// How many images a swapchain needs so that the application does not wait
+/// for the compositor's repaints. The compositor samples a dma-buf where it
+/// is (where a `wl_shm` buffer is copied and given back at once), so it
+/// holds the image on the screen until a repaint after its successor's
+/// commit: that one, one committed (or waiting to be), one being drawn;
+/// MAILBOX, whose frames replace each other without waiting, needs one
+/// more to draw into meanwhile. Mesa's Wayland WSI asks the same (3, 4 for
+/// MAILBOX, and 4 when the mode is not named).
+fn min_images(mode: Option<vk::PresentModeKHR>) -> u32 {
+    match mode {
+        Some(m) if m != vk::PresentModeKHR::MAILBOX => 3,
+        _ => 4,
+    }
+}
+
 impl Backend for Wayland {
-    fn capabilities(&self, _: &Surface, caps: &SwapchainCaps) -> vk::SurfaceCapabilitiesKHR {
+    fn capabilities(
+        &self,
+        _: &Surface,
+        caps: &SwapchainCaps,
+        mode: Option<vk::PresentModeKHR>,
+    ) -> vk::SurfaceCapabilitiesKHR {
         vk::SurfaceCapabilitiesKHR {
-            // One image on the screen, one being drawn; no upper bound.
-            min_image_count: 2,
+            min_image_count: min_images(mode),
             max_image_count: 0,
             // A Wayland surface takes the size of what is attached to it:
             // the swapchain's extent decides.
