@@ -6,7 +6,7 @@
 
 use std::ffi::c_void;
 use std::io::ErrorKind;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::BorrowedFd;
 use std::time::{Duration, Instant};
 
 use rustix::event::{PollFd, PollFlags, Timespec};
@@ -23,7 +23,8 @@ use wayland_protocols::wp::linux_explicit_synchronization::zv1::client::{
     zwp_linux_surface_synchronization_v1 as surface_sync,
 };
 
-use super::formats::{self, CompositorFormats, Tranches};
+use super::feedback::Feedback;
+use super::formats::{CompositorFormats, Tranches};
 use super::{Release, WaylandError};
 
 /// The highest `zwp_linux_dmabuf_v1` version the layer speaks: v4 brings the
@@ -75,23 +76,14 @@ pub(super) struct State {
     /// Formats from v3 `modifier` events, or from the latest complete
     /// feedback.
     formats: CompositorFormats,
-    feedback: FeedbackInProgress,
-    feedback_done: bool,
-    surface_feedback: FeedbackInProgress,
+    feedback: Feedback,
+    /// The default feedback's first `done`: whether its table was read.
+    feedback_done: Option<std::io::Result<()>>,
+    surface_feedback: Feedback,
     /// The latest complete surface feedback not yet taken.
     surface_tranches: Option<Tranches>,
     pub(super) frames_done: u64,
     pub(super) released: Vec<(u32, Release)>,
-}
-
-/// A feedback being received: the table persists across updates, the
-/// tranches start anew with each.
-#[derive(Default)]
-struct FeedbackInProgress {
-    table: Vec<(formats::Fourcc, u64)>,
-    tranche: Vec<(formats::Fourcc, u64)>,
-    tranches: Tranches,
-    failed: Option<std::io::Error>,
 }
 
 pub struct Client {
@@ -199,8 +191,8 @@ impl Client {
         // v3 sends its modifier events right after the bind; v4's default
         // feedback ends with `done`.
         if self.feedback.is_some() {
-            self.dispatch_until("the dma-buf feedback", |s| s.feedback_done)?;
-            if let Some(e) = self.state.feedback.failed.take() {
+            self.dispatch_until("the dma-buf feedback", |s| s.feedback_done.is_some())?;
+            if let Some(Err(e)) = self.state.feedback_done.take() {
                 return Err(WaylandError::FormatTable(e));
             }
         } else {
@@ -441,30 +433,6 @@ impl Dispatch<dmabuf::ZwpLinuxDmabufV1, ()> for State {
     }
 }
 
-/// Reads the `size` bytes of a format table; v4+ requires a private map.
-fn read_format_table(fd: &OwnedFd, size: u32) -> std::io::Result<Vec<(formats::Fourcc, u64)>> {
-    use rustix::mm::{mmap, munmap, MapFlags, ProtFlags};
-    let len = size as usize;
-    if len == 0 {
-        return Ok(Vec::new());
-    }
-    // SAFETY: a fresh private read-only mapping of the compositor's table,
-    // read and unmapped before returning; nothing else aliases it.
-    unsafe {
-        let ptr = mmap(
-            std::ptr::null_mut(),
-            len,
-            ProtFlags::READ,
-            MapFlags::PRIVATE,
-            fd.as_fd(),
-            0,
-        )?;
-        let table = formats::parse_format_table(std::slice::from_raw_parts(ptr.cast::<u8>(), len));
-        munmap(ptr, len)?;
-        Ok(table)
-    }
-}
-
 impl Dispatch<feedback::ZwpLinuxDmabufFeedbackV1, FeedbackOf> for State {
     fn event(
         state: &mut Self,
@@ -474,41 +442,25 @@ impl Dispatch<feedback::ZwpLinuxDmabufFeedbackV1, FeedbackOf> for State {
         _: &Connection,
         _: &QueueHandle<Self>,
     ) {
-        let fb = match of {
-            FeedbackOf::Default => &mut state.feedback,
-            FeedbackOf::Surface => &mut state.surface_feedback,
-        };
-        match event {
-            feedback::Event::FormatTable { fd, size } => match read_format_table(&fd, size) {
-                Ok(t) => fb.table = t,
-                Err(e) => fb.failed = Some(e),
-            },
-            feedback::Event::TrancheFormats { indices } => {
-                fb.tranche
-                    .extend(formats::tranche_pairs(&fb.table, &indices));
-            }
-            feedback::Event::TrancheDone => {
-                let tranche = std::mem::take(&mut fb.tranche);
-                fb.tranches.push(tranche);
-            }
-            feedback::Event::Done => match of {
-                // A failed table is reported by bind_globals.
-                FeedbackOf::Default => {
+        match of {
+            FeedbackOf::Default => match state.feedback.handle(event) {
+                Some(Ok(tranches)) => {
                     state.formats = CompositorFormats::default();
-                    state.formats.extend(fb.tranches.drain(..).flatten());
-                    state.feedback_done = true;
+                    state.formats.extend(tranches.into_iter().flatten());
+                    state.feedback_done.get_or_insert(Ok(()));
                 }
-                FeedbackOf::Surface => match fb.failed.take() {
-                    Some(e) => {
-                        tracing::warn!("the surface's dma-buf feedback is unreadable: {e}");
-                        fb.tranches.clear();
-                    }
-                    None => state.surface_tranches = Some(std::mem::take(&mut fb.tranches)),
-                },
+                Some(Err(e)) => {
+                    state.feedback_done.get_or_insert(Err(e));
+                }
+                None => {}
             },
-            // The layer's images live in system memory (or wherever the
-            // driver put them): any device the compositor names will do.
-            _ => {}
+            FeedbackOf::Surface => match state.surface_feedback.handle(event) {
+                Some(Ok(tranches)) => state.surface_tranches = Some(tranches),
+                Some(Err(e)) => {
+                    tracing::warn!("the surface's dma-buf feedback is unreadable: {e}");
+                }
+                None => {}
+            },
         }
     }
 }

@@ -32,6 +32,7 @@
 //! the layer owns it, and refuses every query and swapchain on it.
 
 mod client;
+mod feedback;
 pub mod formats;
 mod link;
 mod presenter;
