@@ -129,6 +129,14 @@ unsafe fn pass_through(
         copy.old_swapchain = vk::SwapchainKHR::null();
     }
     stats::count(Counter::SwapchainsPassedThrough);
+    tracing::info!(
+        "swapchain passed to the driver's WSI: {} images of {:?} {}x{}, {:?}",
+        info.min_image_count,
+        info.image_format,
+        info.image_extent.width,
+        info.image_extent.height,
+        info.present_mode
+    );
     // SAFETY: the caller's arguments, with the copied create info.
     unsafe { (state.swapchain.create_swapchain_khr)(state.handle, &copy, p_allocator, p_swapchain) }
 }
