@@ -211,7 +211,7 @@ impl Support {
         let mut enable = Vec::new();
         let mut lacking = Vec::new();
         for n in &DEVICE {
-            let needed = n.core_in.map_or(true, |v| version < v);
+            let needed = n.core_in.is_none_or(|v| version < v);
             if !needed {
                 continue;
             }
