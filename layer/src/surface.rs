@@ -193,7 +193,6 @@ unsafe fn answer(pd: vk::PhysicalDevice, surface: vk::SurfaceKHR) -> Answer {
         return Answer::Driver(instance);
     };
     if surface.is_lost() {
-        tracing::warn!("the surface's window-system connection is lost: VK_ERROR_SURFACE_LOST_KHR");
         return Answer::Lost;
     }
     let report = |why: &str| {

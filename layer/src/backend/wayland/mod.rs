@@ -41,6 +41,7 @@ pub mod vulkan;
 use std::ffi::c_void;
 use std::os::fd::AsFd;
 use std::ptr::NonNull;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use ash::vk;
@@ -90,25 +91,37 @@ pub struct WaylandSurface {
     display: NonNull<c_void>,
     surface: NonNull<c_void>,
     offer: Offer,
+    /// The loss has been logged: once per surface, however often the
+    /// application asks.
+    loss_reported: AtomicBool,
 }
 
 impl WaylandSurface {
+    fn new(display: NonNull<c_void>, surface: NonNull<c_void>, offer: Offer) -> Self {
+        WaylandSurface {
+            display,
+            surface,
+            offer,
+            loss_reported: AtomicBool::new(false),
+        }
+    }
+
     /// The surface of a display whose connection had already failed when
     /// the surface was made: every query about it answers
     /// `VK_ERROR_SURFACE_LOST_KHR`, as the loss is permanent.
     pub fn lost(display: NonNull<c_void>, surface: NonNull<c_void>) -> Self {
-        WaylandSurface {
-            display,
-            surface,
-            offer: Offer::default(),
-        }
+        Self::new(display, surface, Offer::default())
     }
 
     /// Whether the application's connection to the compositor has failed.
     pub fn is_lost(&self) -> bool {
         // SAFETY: Vulkan makes the application keep the display alive as
         // long as the surface.
-        unsafe { display_failed(self.display.as_ptr()) }
+        let lost = unsafe { display_failed(self.display.as_ptr()) };
+        if lost && !self.loss_reported.swap(true, Ordering::Relaxed) {
+            tracing::warn!("the compositor connection of a Wayland surface is lost: its queries and swapchains answer VK_ERROR_SURFACE_LOST_KHR");
+        }
+        lost
     }
 }
 

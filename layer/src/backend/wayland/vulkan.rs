@@ -46,11 +46,7 @@ fn probe(display: *mut c_void, wl_surface: *mut c_void) -> Option<WaylandSurface
     if offer.drm_syncobj {
         tracing::info!("the compositor offers wp_linux_drm_syncobj_v1; the layer uses zwp_linux_explicit_synchronization_v1 or implicit sync");
     }
-    Some(WaylandSurface {
-        display,
-        surface: wl_surface,
-        offer,
-    })
+    Some(WaylandSurface::new(display, wl_surface, offer))
 }
 
 pub(crate) unsafe extern "system" fn create_wayland_surface(
