@@ -26,7 +26,9 @@ use rustix::event::{PollFd, PollFlags, Timespec};
 use syncfile::{Access, SyncFile};
 
 use super::worker::{Inbox, Worker};
-use super::{Backend, BackendError, BackendImage, Frame, Presenter, PresenterConfig};
+use super::{
+    sizeless_capabilities, Backend, BackendError, BackendImage, Frame, Presenter, PresenterConfig,
+};
 use crate::capture::{Capture, LINEAR};
 use crate::entry::try_guard;
 use crate::formats::{Format, SwapchainCaps};
@@ -58,32 +60,14 @@ impl Backend for Headless {
         caps: &SwapchainCaps,
         _: Option<vk::PresentModeKHR>,
     ) -> vk::SurfaceCapabilitiesKHR {
-        vk::SurfaceCapabilitiesKHR {
-            min_image_count: MIN_IMAGES,
-            max_image_count: MAX_IMAGES,
-            // A headless surface has no size of its own: the swapchain's
-            // extent decides.
-            current_extent: vk::Extent2D {
-                width: u32::MAX,
-                height: u32::MAX,
-            },
-            min_image_extent: vk::Extent2D {
-                width: 1,
-                height: 1,
-            },
-            max_image_extent: vk::Extent2D {
-                width: caps.max_extent,
-                height: caps.max_extent,
-            },
-            max_image_array_layers: 1,
-            supported_transforms: vk::SurfaceTransformFlagsKHR::IDENTITY,
-            current_transform: vk::SurfaceTransformFlagsKHR::IDENTITY,
+        sizeless_capabilities(
+            caps,
+            (MIN_IMAGES, MAX_IMAGES),
             // Nothing is composited, so every way of reading alpha holds.
-            supported_composite_alpha: vk::CompositeAlphaFlagsKHR::OPAQUE
+            vk::CompositeAlphaFlagsKHR::OPAQUE
                 | vk::CompositeAlphaFlagsKHR::PRE_MULTIPLIED
                 | vk::CompositeAlphaFlagsKHR::POST_MULTIPLIED,
-            supported_usage_flags: caps.usage,
-        }
+        )
     }
 
     fn present_modes(&self, _: &Surface) -> &'static [vk::PresentModeKHR] {

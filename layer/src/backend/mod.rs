@@ -76,6 +76,38 @@ pub enum BackendError {
     Wayland(#[from] wayland::WaylandError),
 }
 
+/// The capabilities of a surface with no size of its own, whose swapchain's
+/// extent decides (headless, Wayland): any extent the device's images
+/// allow, one layer, no transform; `images` is the lowest and highest image
+/// count (0: no highest), `alpha` the ways its consumer reads alpha.
+fn sizeless_capabilities(
+    caps: &SwapchainCaps,
+    images: (u32, u32),
+    alpha: vk::CompositeAlphaFlagsKHR,
+) -> vk::SurfaceCapabilitiesKHR {
+    vk::SurfaceCapabilitiesKHR {
+        min_image_count: images.0,
+        max_image_count: images.1,
+        current_extent: vk::Extent2D {
+            width: u32::MAX,
+            height: u32::MAX,
+        },
+        min_image_extent: vk::Extent2D {
+            width: 1,
+            height: 1,
+        },
+        max_image_extent: vk::Extent2D {
+            width: caps.max_extent,
+            height: caps.max_extent,
+        },
+        max_image_array_layers: 1,
+        supported_transforms: vk::SurfaceTransformFlagsKHR::IDENTITY,
+        current_transform: vk::SurfaceTransformFlagsKHR::IDENTITY,
+        supported_composite_alpha: alpha,
+        supported_usage_flags: caps.usage,
+    }
+}
+
 /// One window system.
 pub trait Backend: Sync {
     /// The surface's capabilities on a device whose swapchains can be made

@@ -49,7 +49,7 @@ use ash::vk;
 pub use client::{display_failed, Client, Offer};
 pub use link::{BufferDesc, Plane, Release, SurfaceLink};
 
-use super::{Backend, BackendError, Presenter, PresenterConfig};
+use super::{sizeless_capabilities, Backend, BackendError, Presenter, PresenterConfig};
 use crate::formats::{Format, SwapchainCaps};
 use crate::settings::{Settings, SyncMode};
 use crate::surface::Surface;
@@ -194,32 +194,14 @@ impl Backend for Wayland {
         caps: &SwapchainCaps,
         mode: Option<vk::PresentModeKHR>,
     ) -> vk::SurfaceCapabilitiesKHR {
-        vk::SurfaceCapabilitiesKHR {
-            min_image_count: min_images(mode),
-            max_image_count: 0,
-            // A Wayland surface takes the size of what is attached to it:
-            // the swapchain's extent decides.
-            current_extent: vk::Extent2D {
-                width: u32::MAX,
-                height: u32::MAX,
-            },
-            min_image_extent: vk::Extent2D {
-                width: 1,
-                height: 1,
-            },
-            max_image_extent: vk::Extent2D {
-                width: caps.max_extent,
-                height: caps.max_extent,
-            },
-            max_image_array_layers: 1,
-            supported_transforms: vk::SurfaceTransformFlagsKHR::IDENTITY,
-            current_transform: vk::SurfaceTransformFlagsKHR::IDENTITY,
+        // A Wayland surface takes the size of what is attached to it.
+        sizeless_capabilities(
+            caps,
+            (min_images(mode), 0),
             // Opaque images go as X formats; others are blended
             // premultiplied, as Wayland defines alpha.
-            supported_composite_alpha: vk::CompositeAlphaFlagsKHR::OPAQUE
-                | vk::CompositeAlphaFlagsKHR::PRE_MULTIPLIED,
-            supported_usage_flags: caps.usage,
-        }
+            vk::CompositeAlphaFlagsKHR::OPAQUE | vk::CompositeAlphaFlagsKHR::PRE_MULTIPLIED,
+        )
     }
 
     fn present_modes(&self, _: &Surface) -> &'static [vk::PresentModeKHR] {

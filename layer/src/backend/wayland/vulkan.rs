@@ -55,47 +55,23 @@ pub(crate) unsafe extern "system" fn create_wayland_surface(
     p_allocator: *const vk::AllocationCallbacks<'_>,
     p_surface: *mut vk::SurfaceKHR,
 ) -> vk::Result {
-    guard(
-        "vkCreateWaylandSurfaceKHR",
-        vk::Result::ERROR_OUT_OF_HOST_MEMORY,
-        || {
-            // SAFETY: the application passes a live instance.
-            let Some(state) = (unsafe { surface::instance_of(instance) }) else {
-                tracing::error!("vkCreateWaylandSurfaceKHR: unknown instance");
-                return vk::Result::ERROR_OUT_OF_HOST_MEMORY;
-            };
-            // SAFETY: an instance command of the next entity.
-            let next: Option<vk::PFN_vkCreateWaylandSurfaceKHR> = unsafe {
-                (state.next_get_instance_proc_addr)(instance, c"vkCreateWaylandSurfaceKHR".as_ptr())
-                    .map(|f| std::mem::transmute(f))
-            };
-            let Some(next) = next else {
-                return vk::Result::ERROR_EXTENSION_NOT_PRESENT;
-            };
-            // SAFETY: the application's arguments.
-            let result = unsafe { next(instance, p_info, p_allocator, p_surface) };
-            if result != vk::Result::SUCCESS {
-                return result;
-            }
-            stats::count(Counter::SurfacesCreated);
-            if state.settings.platforms.contains(Platform::Wayland) {
-                // SAFETY: a valid create info, which the call down accepted.
-                let info = unsafe { &*p_info };
-                if let Some(w) = probe(info.display, info.surface) {
-                    // SAFETY: the next entity wrote the surface.
-                    let handle = unsafe { *p_surface };
-                    surface::own(
-                        handle,
-                        Surface {
-                            platform: Platform::Wayland,
-                            wayland: Some(Arc::new(w)),
-                        },
-                    );
-                }
-            }
-            vk::Result::SUCCESS
-        },
-    )
+    // SAFETY: the application's arguments of this command.
+    unsafe {
+        surface::create_by_calling_down(
+            c"vkCreateWaylandSurfaceKHR",
+            Platform::Wayland,
+            instance,
+            p_info,
+            p_allocator,
+            p_surface,
+            |info| {
+                probe(info.display, info.surface).map(|w| Surface {
+                    platform: Platform::Wayland,
+                    wayland: Some(Arc::new(w)),
+                })
+            },
+        )
+    }
 }
 
 pub(crate) unsafe extern "system" fn presentation_support(
