@@ -1,23 +1,72 @@
-//! The library's exported entry points, the two `vkGet*ProcAddr` that hand
-//! out every other one, and the panic guard every entry point runs under.
+//! The entry points: the library's three exported symbols, the two
+//! `vkGet*ProcAddr` that hand out every other command the layer
+//! intercepts, and those commands themselves, one file per kind of object.
+//! Each is written once through [`entry!`], which runs its body under the
+//! panic guard; each body only finds the objects it is about and hands
+//! them to the core.
 //!
 //! The exported symbols only forward to private functions, and only private
 //! functions are handed to the loader: the application's own
 //! `vkGetInstanceProcAddr` (the loader's) has the same name, and the dynamic
 //! linker could bind a reference to the exported name to the loader's.
 
-use std::cell::RefCell;
-use std::ffi::{c_char, CStr};
-use std::panic::{self, AssertUnwindSafe};
-use std::sync::Once;
+use std::ffi::{c_char, c_void, CStr};
 
 use ash::vk;
 
-use crate::dispatch::{self, void_fn};
-use crate::instance::INSTANCES;
-use crate::loader::{self, NegotiateLayerInterface};
-use crate::stats::{self, Counter};
-use crate::{device, instance, swapchain};
+use crate::plumbing::guard::{guard, install_panic_hook};
+use crate::plumbing::loader::{self, NegotiateLayerInterface};
+use crate::vulkan::{device, instance};
+
+/// Defines entry points: `extern "system"` functions whose body runs under
+/// the panic guard, which turns a panic into `fallback` (a result legal for
+/// the command) with one log line naming the command.
+macro_rules! entry {
+    ($(
+        $(#[$doc:meta])*
+        fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)?,
+            $command:literal, on panic $fallback:expr, $body:block
+    )*) => {$(
+        $(#[$doc])*
+        pub(super) unsafe extern "system" fn $name($($arg: $ty),*) $(-> $ret)? {
+            $crate::plumbing::guard::guard($command, $fallback, || $body)
+        }
+    )*};
+}
+
+mod devices;
+mod images;
+mod instances;
+mod objects;
+mod queues;
+mod surfaces;
+mod swapchains;
+
+/// To whom `vkGet*ProcAddr` hands an intercepted command.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Scope {
+    /// Always, even without an instance.
+    Global,
+    /// Every instance and device, where the next entity has the command.
+    Everyone,
+    /// Devices whose swapchains the layer owns, where the next entity has
+    /// the command; other devices get the next entity's.
+    Owned,
+    /// Devices whose swapchains the layer owns, even where the driver has
+    /// no VK_KHR_swapchain; other devices get the next entity's.
+    Swapchain,
+}
+
+/// The layer's own function for `name`, and who gets it.
+fn lookup(name: &[u8]) -> Option<(Scope, *const c_void)> {
+    instances::lookup(name)
+        .or_else(|| devices::lookup(name))
+        .or_else(|| surfaces::lookup(name))
+        .or_else(|| swapchains::lookup(name))
+        .or_else(|| objects::lookup(name))
+        .or_else(|| images::lookup(name))
+        .or_else(|| queues::lookup(name))
+}
 
 /// The loader's first call: agree on interface version 2 and hand over the
 /// two `vkGet*ProcAddr`.
@@ -77,161 +126,78 @@ pub unsafe extern "system" fn vkGetDeviceProcAddr(
     unsafe { get_device_proc_addr(device, name) }
 }
 
-/// The layer's `vkGetInstanceProcAddr`: its own function for what it
-/// intercepts, the next entity's for everything else.
-pub(crate) unsafe extern "system" fn get_instance_proc_addr(
-    instance: vk::Instance,
-    name: *const c_char,
-) -> vk::PFN_vkVoidFunction {
-    guard("vkGetInstanceProcAddr", None, || {
+/// Turns a function into the pointer `vkGet*ProcAddr` returns.
+fn void_fn(f: *const c_void) -> vk::PFN_vkVoidFunction {
+    // SAFETY: callers pass the address of an `extern "system"` function; the
+    // loader casts it back to the command's real type before calling it.
+    unsafe { std::mem::transmute::<*const c_void, vk::PFN_vkVoidFunction>(f) }
+}
+
+entry! {
+    /// The layer's `vkGetInstanceProcAddr`: its own function for what it
+    /// intercepts (where the next entity has it), the next entity's for
+    /// everything else. Device commands asked for here get the layer's
+    /// function whatever the device: each one passes devices the layer does
+    /// not own through.
+    fn get_instance_proc_addr(instance: vk::Instance, name: *const c_char) -> vk::PFN_vkVoidFunction,
+        "vkGetInstanceProcAddr", on panic None, {
         if name.is_null() {
             return None;
         }
         // SAFETY: the caller passes a NUL-terminated command name.
         let name = unsafe { CStr::from_ptr(name) };
-        if let Some(f) = instance::global(name.to_bytes()) {
+        let ours = lookup(name.to_bytes());
+        if let Some((Scope::Global, f)) = ours {
             return void_fn(f);
         }
         if instance == vk::Instance::null() {
             return None;
         }
         // SAFETY: a non-null instance passed to vkGetInstanceProcAddr is alive.
-        let Some(state) = (unsafe { INSTANCES.get(dispatch::key(instance)) }) else {
+        let Some(state) = (unsafe { instance::of(instance) }) else {
             tracing::error!("vkGetInstanceProcAddr: unknown instance; returning NULL");
             return None;
         };
-        if let Some(f) = instance::intercepted(name.to_bytes()) {
-            return void_fn(f);
-        }
         // SAFETY: the instance is the next entity's too.
         let next = unsafe { (state.next_get_instance_proc_addr)(instance, name.as_ptr()) };
-        let ours = device::intercepted(name.to_bytes())
-            .or_else(|| swapchain::intercepted(name.to_bytes()));
         match ours {
-            Some(f) if next.is_some() => void_fn(f),
+            Some((_, f)) if next.is_some() => void_fn(f),
             _ => next,
         }
-    })
-}
+    }
 
-/// The layer's `vkGetDeviceProcAddr`: its own function for what it
-/// intercepts on this device, the next entity's for everything else, and
-/// nothing for the commands of extensions only the layer enabled.
-pub(crate) unsafe extern "system" fn get_device_proc_addr(
-    device: vk::Device,
-    name: *const c_char,
-) -> vk::PFN_vkVoidFunction {
-    guard("vkGetDeviceProcAddr", None, || {
+    /// The layer's `vkGetDeviceProcAddr`: its own function for what it
+    /// intercepts on this device, the next entity's for everything else,
+    /// and nothing for the commands of extensions only the layer enabled.
+    fn get_device_proc_addr(device: vk::Device, name: *const c_char) -> vk::PFN_vkVoidFunction,
+        "vkGetDeviceProcAddr", on panic None, {
         if device == vk::Device::null() || name.is_null() {
             return None;
         }
         // SAFETY: the caller passes a NUL-terminated command name.
         let name = unsafe { CStr::from_ptr(name) };
         // SAFETY: a non-null device passed to vkGetDeviceProcAddr is alive.
-        let Some(state) = (unsafe { device::DEVICES.get(dispatch::key(device)) }) else {
+        let Some(state) = (unsafe { device::of(device) }) else {
             tracing::error!("vkGetDeviceProcAddr: unknown device; returning NULL");
             return None;
         };
         if name.to_bytes() == b"vkGetDeviceProcAddr" {
-            return void_fn(get_device_proc_addr as *const _);
+            return void_fn(get_device_proc_addr as *const c_void);
         }
         if state.hides(name) {
             return None;
         }
         // SAFETY: the device is the next entity's too.
         let next = unsafe { (state.next_get_device_proc_addr)(device, name.as_ptr()) };
-        if let Some(f) = device::intercepted(name.to_bytes()) {
-            return if next.is_some() { void_fn(f) } else { next };
-        }
-        // The swapchain commands are the layer's own on devices it owns,
-        // even where the driver has none; devices it passes through get the
-        // driver's, untouched.
-        match swapchain::intercepted(name.to_bytes()) {
-            Some(f) if state.owned().is_some() => void_fn(f),
+        let owned = state.owned().is_some();
+        match lookup(name.to_bytes()) {
+            Some((Scope::Swapchain, f)) if owned => void_fn(f),
+            Some((Scope::Owned, f)) if owned && next.is_some() => void_fn(f),
+            Some((Scope::Everyone, f)) if next.is_some() => void_fn(f),
             _ => next,
         }
-    })
-}
-
-thread_local! {
-    /// Where and why the last panic on this thread happened, for the guard's
-    /// log line.
-    static LAST_PANIC: RefCell<Option<String>> = const { RefCell::new(None) };
-}
-
-/// Replaces the default panic message (several lines, and a backtrace hint)
-/// with a note the guard turns into its one log line. The hook is this
-/// library's own: a cdylib carries its own copy of the standard library.
-pub(crate) fn install_panic_hook() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        panic::set_hook(Box::new(|info| {
-            let message = info
-                .payload()
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| info.payload().downcast_ref::<String>().cloned())
-                .unwrap_or_default();
-            let location = info
-                .location()
-                .map(|l| format!("{}:{}", l.file(), l.line()))
-                .unwrap_or_default();
-            LAST_PANIC.with(|p| *p.borrow_mut() = Some(format!("{message} at {location}")));
-        }));
-    });
-}
-
-/// Runs `f`; if it panics, logs one line and returns `fallback`, a result
-/// legal for `command`, so that no unwinding ever reaches the caller.
-/// Inlined: on the path of every intercepted command, it costs nothing
-/// until something panics.
-#[inline(always)]
-pub(crate) fn guard<R: std::fmt::Debug>(command: &str, fallback: R, f: impl FnOnce() -> R) -> R {
-    match panic::catch_unwind(AssertUnwindSafe(f)) {
-        Ok(r) => r,
-        Err(_) => {
-            caught(command, &format!("returning {fallback:?}"));
-            fallback
-        }
     }
 }
 
-/// Runs `f`; if it panics, logs one line saying `recovery` and returns `None`.
-pub(crate) fn try_guard<R>(command: &str, recovery: &str, f: impl FnOnce() -> R) -> Option<R> {
-    match panic::catch_unwind(AssertUnwindSafe(f)) {
-        Ok(r) => Some(r),
-        Err(_) => {
-            caught(command, recovery);
-            None
-        }
-    }
-}
-
-#[cold]
-#[inline(never)]
-fn caught(command: &str, recovery: &str) {
-    stats::count(Counter::PanicsCaught);
-    let what = LAST_PANIC
-        .try_with(|p| p.borrow_mut().take())
-        .ok()
-        .flatten()
-        .unwrap_or_else(|| "unknown panic".to_owned());
-    tracing::error!("internal error in {command}: {what}; {recovery}");
-}
-
-/// Test builds only: panics the first time the site `SYNCFILE_WSI_FAULT`
-/// names is reached, to prove that the guards hold.
-#[cfg(debug_assertions)]
-pub(crate) fn fault(site: &str) {
-    use std::sync::atomic::{AtomicBool, Ordering};
-    static FIRED: AtomicBool = AtomicBool::new(false);
-    if std::env::var("SYNCFILE_WSI_FAULT").is_ok_and(|v| v == site)
-        && !FIRED.swap(true, Ordering::Relaxed)
-    {
-        panic!("fault injected at {site}");
-    }
-}
-
-#[cfg(not(debug_assertions))]
-#[inline(always)]
-pub(crate) fn fault(_site: &str) {}
+#[cfg(test)]
+mod tests;

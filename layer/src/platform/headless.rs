@@ -1,4 +1,4 @@
-//! The headless backend (`VK_EXT_headless_surface`): a consumer thread per
+//! The headless platform (`VK_EXT_headless_surface`): a consumer thread per
 //! swapchain that behaves like a compositor with a virtual display.
 //!
 //! It takes presented images in order, waits for each one's implicit
@@ -17,29 +17,28 @@
 //! image, so a present never blocks and nothing allocates per frame.
 
 use std::collections::VecDeque;
-use std::os::fd::AsFd;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ash::vk;
 use rustix::event::{PollFd, PollFlags, Timespec};
-use syncfile::{Access, SyncFile};
+use syncfile::SyncFile;
 
 use super::worker::{Inbox, Worker};
-use super::{
-    sizeless_capabilities, Backend, BackendError, BackendImage, Frame, Presenter, PresenterConfig,
+use crate::plumbing::guard::try_guard;
+use crate::plumbing::settings::{Platform, Settings};
+use crate::plumbing::stats::{self, Counter, Wait};
+use crate::vulkan::caps::{Format, SwapchainCaps};
+use crate::wsi::bridge;
+use crate::wsi::capture::{Capture, LINEAR};
+use crate::wsi::platform::{
+    sizeless_capabilities, ConsumerImage, Frame, PlatformError, PlatformSurface, Presenter,
+    PresenterConfig, Returns,
 };
-use crate::capture::{Capture, LINEAR};
-use crate::entry::try_guard;
-use crate::formats::{Format, SwapchainCaps};
-use crate::settings::Settings;
-use crate::stats::{self, Counter, Wait};
-use crate::surface::Surface;
-use crate::swapchain::pool::Pool;
 
-pub struct Headless;
-
-pub static HEADLESS: Headless = Headless;
+/// A headless surface: nothing of its own, every swapchain on it gets a
+/// virtual display.
+pub struct HeadlessSurface;
 
 const PRESENT_MODES: [vk::PresentModeKHR; 4] = [
     vk::PresentModeKHR::FIFO,
@@ -53,10 +52,13 @@ const PRESENT_MODES: [vk::PresentModeKHR; 4] = [
 const MIN_IMAGES: u32 = 2;
 const MAX_IMAGES: u32 = 16;
 
-impl Backend for Headless {
+impl PlatformSurface for HeadlessSurface {
+    fn platform(&self) -> Platform {
+        Platform::Headless
+    }
+
     fn capabilities(
         &self,
-        _: &Surface,
         caps: &SwapchainCaps,
         _: Option<vk::PresentModeKHR>,
     ) -> vk::SurfaceCapabilitiesKHR {
@@ -70,11 +72,11 @@ impl Backend for Headless {
         )
     }
 
-    fn present_modes(&self, _: &Surface) -> &'static [vk::PresentModeKHR] {
+    fn present_modes(&self) -> &'static [vk::PresentModeKHR] {
         &PRESENT_MODES
     }
 
-    fn accepts_modifier(&self, _: &Surface, _: Format, modifier: u64, settings: &Settings) -> bool {
+    fn accepts_modifier(&self, _: Format, modifier: u64, settings: &Settings) -> bool {
         // The consumer only polls the dma-buf, whatever its layout; a
         // capture reads the pixels, which needs LINEAR.
         settings.capture.is_none() || modifier == LINEAR
@@ -82,13 +84,12 @@ impl Backend for Headless {
 
     fn create_presenter(
         &self,
-        _: &Surface,
         config: PresenterConfig<'_>,
-    ) -> Result<Box<dyn Presenter>, BackendError> {
+    ) -> Result<Box<dyn Presenter>, PlatformError> {
         let n = config.images.len();
         let period = Duration::from_secs(1) / config.settings.headless_refresh.max(1);
         let images = config.images;
-        let pool = config.pool;
+        let returns = config.returns;
         let mode = config.present_mode;
         let opaque = config.composite_alpha == vk::CompositeAlphaFlagsKHR::OPAQUE;
         let capture = Capture::from_settings(config.settings);
@@ -96,7 +97,7 @@ impl Backend for Headless {
             Consumer {
                 inbox,
                 images,
-                pool,
+                returns,
                 mode,
                 opaque,
                 capture,
@@ -130,8 +131,8 @@ impl Presenter for HeadlessPresenter {
 
 struct Consumer {
     inbox: Inbox<Frame>,
-    images: Vec<BackendImage>,
-    pool: Arc<Pool>,
+    images: Vec<ConsumerImage>,
+    returns: Arc<dyn Returns>,
     mode: vk::PresentModeKHR,
     opaque: bool,
     capture: Option<Capture>,
@@ -148,12 +149,12 @@ struct Consumer {
 
 impl Consumer {
     fn run(mut self) {
-        let pool = self.pool.clone();
+        let returns = self.returns.clone();
         let done = try_guard("the headless consumer", "its surface is lost", || {
             self.serve()
         });
         if done.is_none() {
-            pool.set_status(vk::Result::ERROR_SURFACE_LOST_KHR);
+            returns.set_status(vk::Result::ERROR_SURFACE_LOST_KHR);
         }
     }
 
@@ -166,8 +167,8 @@ impl Consumer {
                 self.sleep(None, None);
                 continue;
             };
-            let dma_buf = &self.images[head.index as usize].dma_buf;
-            if !dma_buf.is_ready(Access::Read).unwrap_or(true) {
+            let dma_buf = &self.images[head.index as usize].buffer.dma_buf;
+            if !bridge::render_done(dma_buf).unwrap_or(true) {
                 let start = Instant::now();
                 self.sleep(Some(head.index), None);
                 stats::waited(Wait::ImplicitFence, start.elapsed());
@@ -191,10 +192,10 @@ impl Consumer {
         }
         while let Some(f) = self.queue.pop_front() {
             self.capture_late(f);
-            self.pool.release(f.index);
+            self.release(f.index);
         }
         if let Some(i) = self.front.take() {
-            self.pool.release(i);
+            self.release(i);
         }
     }
 
@@ -206,7 +207,7 @@ impl Consumer {
                     if self.mode == vk::PresentModeKHR::MAILBOX {
                         // Whatever still waits is replaced, unshown.
                         while let Some(old) = self.queue.pop_front() {
-                            self.pool.release(old.index);
+                            self.release(old.index);
                             stats::count(Counter::FramesReplaced);
                         }
                         self.ready_at = None;
@@ -253,7 +254,7 @@ impl Consumer {
             }
         }
         if let Some(old) = self.front.replace(f.index) {
-            self.pool.release(old);
+            self.release(old);
         }
         self.last_flip = Some(at);
         stats::count(Counter::FramesDisplayed);
@@ -265,9 +266,15 @@ impl Consumer {
             return;
         };
         let image = &self.images[f.index as usize];
-        if image.dma_buf.wait(Access::Read, None).unwrap_or(false) {
+        if bridge::wait_for_render(&image.buffer.dma_buf, None).unwrap_or(false) {
             c.write(f.seq, image, self.opaque);
         }
+    }
+
+    /// Gives image `i` back: the consumer's own reads are done (it reads
+    /// only the CPU mapping of a capture, synchronously).
+    fn release(&self, i: u32) {
+        self.returns.release(i, None);
     }
 
     /// Sleeps until a present or stop rings, the dma-buf of `image` is
@@ -284,10 +291,7 @@ impl Consumer {
         ];
         let n = match image {
             Some(i) => {
-                fds[1] = PollFd::from_borrowed_fd(
-                    self.images[i as usize].dma_buf.as_fd(),
-                    PollFlags::IN,
-                );
+                fds[1] = bridge::render_done_poll(&self.images[i as usize].buffer.dma_buf);
                 2
             }
             None => 1,
@@ -298,4 +302,9 @@ impl Consumer {
             self.inbox.hush();
         }
     }
+}
+
+/// A headless surface for `vkCreateHeadlessSurfaceEXT`.
+pub fn surface() -> Arc<dyn PlatformSurface> {
+    Arc::new(HeadlessSurface)
 }

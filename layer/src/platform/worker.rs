@@ -12,7 +12,7 @@ use std::thread::JoinHandle;
 
 use rustix::event::EventfdFlags;
 
-use super::BackendError;
+use crate::wsi::platform::PlatformError;
 
 /// The presenter's side: sends jobs, and stops the thread.
 pub struct Worker<Job> {
@@ -20,6 +20,9 @@ pub struct Worker<Job> {
     tx: Mutex<Option<SyncSender<Job>>>,
     bell: Arc<Bell>,
     thread: Mutex<Option<JoinHandle<()>>>,
+    /// The process that started the thread: a child forked without exec
+    /// has no such thread, and must leave the parent's state alone.
+    owner: rustix::process::Pid,
 }
 
 /// The thread's side: receives jobs, and learns when to stop.
@@ -50,6 +53,11 @@ impl<Job> Drop for Worker<Job> {
 impl<Job> Worker<Job> {
     /// Tells the thread to stop and waits until it has.
     pub fn stop(&self) {
+        if rustix::process::getpid() != self.owner {
+            let thread = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take();
+            std::mem::forget(thread);
+            return;
+        }
         self.bell.stop.store(true, Ordering::Release);
         self.tx.lock().unwrap_or_else(|e| e.into_inner()).take();
         self.bell.ring();
@@ -70,7 +78,7 @@ impl<Job: Send + 'static> Worker<Job> {
         name: &'static str,
         capacity: usize,
         serve: impl FnOnce(Inbox<Job>) + Send + 'static,
-    ) -> Result<Self, BackendError> {
+    ) -> Result<Self, PlatformError> {
         let (tx, rx) = mpsc::sync_channel(capacity);
         let bell = Arc::new(Bell {
             fd: rustix::event::eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK)?,
@@ -83,11 +91,12 @@ impl<Job: Send + 'static> Worker<Job> {
         let thread = std::thread::Builder::new()
             .name(format!("sfwsi-{name}"))
             .spawn(move || serve(inbox))
-            .map_err(|e| BackendError::Thread(name, e))?;
+            .map_err(|e| PlatformError::Thread(name, e))?;
         Ok(Worker {
             tx: Mutex::new(Some(tx)),
             bell,
             thread: Mutex::new(Some(thread)),
+            owner: rustix::process::getpid(),
         })
     }
 

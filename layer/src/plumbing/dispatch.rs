@@ -20,7 +20,6 @@
 //! Vulkan forbids using an object while it is being destroyed, so no reader
 //! can still hold it.
 
-use std::ffi::c_void;
 use std::ptr;
 use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -193,13 +192,6 @@ impl<T> Drop for Reservation<'_, T> {
             *self.map.writers.lock().unwrap_or_else(|e| e.into_inner()) -= 1;
         }
     }
-}
-
-/// Turns a function into the pointer `vkGet*ProcAddr` returns.
-pub fn void_fn(f: *const c_void) -> ash::vk::PFN_vkVoidFunction {
-    // SAFETY: callers pass the address of an `extern "system"` function; the
-    // loader casts it back to the command's real type before calling it.
-    unsafe { std::mem::transmute::<*const c_void, ash::vk::PFN_vkVoidFunction>(f) }
 }
 
 #[cfg(test)]

@@ -54,6 +54,35 @@ pub const DEVICE_EXTENSIONS: &[Extension] = &[Extension {
     ],
 }];
 
+/// Device extensions the layer refuses on the physical devices whose
+/// swapchains it serves, each with the reason. Every one brings commands or
+/// structures that carry a swapchain handle which the layer does not serve
+/// (the generated registry table lists them all; a unit test holds every
+/// such command to being served or refused here), so the driver must never
+/// see them used with the layer's swapchains. They are hidden from
+/// `vkEnumerateDeviceExtensionProperties` there; an application that
+/// enables one anyway gets its device passed through, and the driver's
+/// answers to the surface queries of that physical device from then on.
+pub const REFUSED_DEVICE_EXTENSIONS: &[(&str, &str)] = &[
+    ("VK_EXT_swapchain_maintenance1", "present fences, present-mode switching and image release are not implemented yet"),
+    ("VK_KHR_swapchain_maintenance1", "present fences, present-mode switching and image release are not implemented yet"),
+    ("VK_KHR_present_id", "present ids are not implemented yet"),
+    ("VK_KHR_present_id2", "present ids are not implemented yet"),
+    ("VK_KHR_present_wait", "waits for presentation are not implemented yet"),
+    ("VK_KHR_present_wait2", "waits for presentation are not implemented yet"),
+    ("VK_GOOGLE_display_timing", "presentation timing is not implemented yet"),
+    ("VK_EXT_hdr_metadata", "HDR metadata is not implemented yet"),
+    ("VK_EXT_display_control", "swapchain counters belong to displays the driver drives"),
+    ("VK_KHR_display_swapchain", "shared swapchains on the driver's displays are the driver's"),
+    ("VK_KHR_shared_presentable_image", "a shared image is read by the consumer while the application writes it: no fence can order that"),
+    ("VK_EXT_full_screen_exclusive", "exclusive full-screen is a Windows mechanism"),
+    ("VK_NV_present_barrier", "the present barrier synchronizes the driver's own swapchains"),
+    ("VK_NV_low_latency2", "latency markers and sleeps are timed by the driver's own swapchains"),
+    ("VK_AMD_display_native_hdr", "local dimming is set on the driver's own swapchains"),
+    ("VK_EXT_image_compression_control_swapchain", "the layer's images take the modifier their consumer negotiates, not a compression rate"),
+    ("VK_FUCHSIA_buffer_collection", "buffer collections are Fuchsia's"),
+];
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
     /// Loaded into every application that sets `ENABLE_SYNCFILE_WSI=1`.

@@ -25,6 +25,10 @@
 //! swapchains.created              swapchains the layer made (owned ones)
 //! swapchains.passed_through       vkCreateSwapchainKHR calls sent to the driver
 //! swapchains.{destroyed,retired,failed}
+//! swapchains.destroyed_unfinished  destroyed while a present still ran: images freed
+//!                                  later (after DESTROY_WAIT)
+//! swapchains.leaked                left alive at vkDestroyDevice (destroyed then)
+//! surfaces.leaked                  left alive at vkDestroyInstance (forgotten then)
 //! frames.presented                images the layer took in vkQueuePresentKHR
 //! frames.displayed                images the backend put on its (virtual) screen
 //! frames.replaced                 MAILBOX: queued images replaced before display
@@ -39,20 +43,28 @@
 //! sync_files.imported.into_dma_bufs_write DMA_BUF_IOCTL_IMPORT_SYNC_FILE, WRITE (present)
 //! sync_files.imported.into_semaphores     vkImportSemaphoreFdKHR(SYNC_FD) (acquire)
 //! sync_files.imported.into_fences         vkImportFenceFdKHR(SYNC_FD) (acquire)
+//! sync_files.imported.into_dma_bufs_read  DMA_BUF_IOCTL_IMPORT_SYNC_FILE, READ: a
+//!                                         consumer's explicit release fence
 //! wayland.surfaces_without_dma_buf       Wayland surfaces left to the driver's WSI
 //! wayland.commits.{explicit,implicit}     commits with and without explicit-sync fences
-//! wayland.release_fences_carried          compositor release fences added to dma-bufs
 //! wayland.lost                            Wayland swapchains and surfaces whose
 //!                                         connection failed
 //! wayland.suboptimal                      swapchains made suboptimal by a change in
 //!                                         the compositor's surface dma-buf feedback
+//! wayland.frame_callback_timeouts         FIFO presents that committed after waiting
+//!                                         FIFO_WAIT for a frame callback in vain
 //! cpu_waits.<thread>.<cause>.{count,ns}   waits on the CPU that did block, by thread:
 //!   app.no_free_image              acquire waited for the backend to release an image
 //!   app.dma_buf_poll               acquire polled a dma-buf (kernel without the ioctls)
 //!   app.driver_semaphore_export    vkGetSemaphoreFdKHR took over 100 µs (the driver
 //!                                  waited for the render; lavapipe does)
 //!   app.failed_import              a write-import failed, so present waited instead
+//!   app.frame_callback             a Wayland FIFO present waited for the frame callback
+//!                                  of the frame before (as Mesa's WSI does)
 //!   app.destroy                    destruction waited for the layer's own submissions
+//!   app.render_fence               the CPU fallback waited for a render inside
+//!                                  vkQueuePresentKHR (Wayland: its requests are the
+//!                                  application thread's to make)
 //!   present_thread.render_fence    the fallback present thread waited for a render
 //!   consumer.implicit_fence        the headless consumer waited for a write fence
 //! fallbacks.{no_semaphore_export,no_kernel_ioctls,forced_cpu}
@@ -69,7 +81,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::settings::{Settings, StatsSink};
+use super::settings::{Settings, StatsSink};
 
 #[derive(Clone, Copy, Debug)]
 pub enum Counter {
@@ -92,6 +104,13 @@ pub enum Counter {
     SwapchainsDestroyed,
     SwapchainsRetired,
     SwapchainsFailed,
+    /// Swapchains destroyed while a present of theirs still ran (their
+    /// images were freed later).
+    SwapchainsDestroyedRunning,
+    /// Swapchains the application left alive at vkDestroyDevice.
+    SwapchainsLeaked,
+    /// Surfaces the application left alive at vkDestroyInstance.
+    SurfacesLeaked,
     FramesPresented,
     FramesDisplayed,
     FramesReplaced,
@@ -108,20 +127,22 @@ pub enum Counter {
     ImportedIntoDmaBufsWrite,
     ImportedIntoSemaphores,
     ImportedIntoFences,
+    /// Consumers' release fences added to a dma-buf as read fences.
+    ImportedIntoDmaBufsRead,
     /// Wayland surfaces left to the driver: no dma-buf formats offered.
     WaylandNoDmaBuf,
     WaylandCommitsExplicit,
     WaylandCommitsImplicit,
-    /// Compositor release fences added to a dma-buf as read fences.
-    WaylandReleaseFences,
     /// Wayland swapchains and surfaces whose compositor connection failed.
     WaylandLost,
     /// Wayland swapchains whose surface feedback changed their format's
     /// preferred modifiers.
     WaylandSuboptimal,
+    /// FIFO presents that stopped waiting for a frame callback.
+    WaylandFrameTimeouts,
 }
 
-const COUNTERS: usize = Counter::WaylandSuboptimal as usize + 1;
+const COUNTERS: usize = Counter::WaylandFrameTimeouts as usize + 1;
 
 static VALUES: [AtomicU64; COUNTERS] = [const { AtomicU64::new(0) }; COUNTERS];
 
@@ -135,10 +156,12 @@ pub enum Wait {
     Destroy,
     RenderFence,
     ImplicitFence,
+    AppRenderFence,
+    FrameCallback,
 }
 
 impl Wait {
-    const ALL: [Wait; 7] = [
+    const ALL: [Wait; 9] = [
         Wait::NoFreeImage,
         Wait::DmaBufPoll,
         Wait::DriverSemaphoreExport,
@@ -146,6 +169,8 @@ impl Wait {
         Wait::Destroy,
         Wait::RenderFence,
         Wait::ImplicitFence,
+        Wait::AppRenderFence,
+        Wait::FrameCallback,
     ];
 
     /// (thread, cause) as the JSON names them.
@@ -158,6 +183,8 @@ impl Wait {
             Wait::Destroy => ("app", "destroy"),
             Wait::RenderFence => ("present_thread", "render_fence"),
             Wait::ImplicitFence => ("consumer", "implicit_fence"),
+            Wait::AppRenderFence => ("app", "render_fence"),
+            Wait::FrameCallback => ("app", "frame_callback"),
         }
     }
 }
@@ -211,8 +238,10 @@ static FALLBACKS: [AtomicU64; Fallback::ALL.len()] =
 static FALLBACKS_LOGGED: [AtomicBool; Fallback::ALL.len()] =
     [const { AtomicBool::new(false) }; Fallback::ALL.len()];
 
-/// Where and with which settings to report, once an instance asked.
-static SINK: Mutex<Option<Settings>> = Mutex::new(None);
+/// Where and with which settings to report, once an instance asked, and
+/// the process that asked: a child forked without exec inherits the
+/// counters and the sink, but the file is its parent's to write.
+static SINK: Mutex<Option<(Settings, rustix::process::Pid)>> = Mutex::new(None);
 
 #[inline(always)]
 pub fn add(c: Counter, n: u64) {
@@ -357,7 +386,8 @@ impl Drop for CpuTimer {
 /// Remembers the sink of an instance's settings, if it names one.
 pub fn configure(settings: &Settings) {
     if settings.stats.is_some() {
-        *SINK.lock().unwrap_or_else(|e| e.into_inner()) = Some(settings.clone());
+        *SINK.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some((settings.clone(), rustix::process::getpid()));
     }
 }
 
@@ -385,7 +415,7 @@ pub fn snapshot(settings: &Settings, event: Event) -> Value {
         fallbacks[f.name()] = json!(FALLBACKS[f as usize].load(Ordering::Relaxed));
     }
     json!({
-        "layer": crate::manifest::LAYER_NAME,
+        "layer": super::manifest::LAYER_NAME,
         "version": env!("CARGO_PKG_VERSION"),
         "event": match event { Event::SwapchainDestroyed => "swapchain_destroyed", Event::Exit => "exit" },
         "settings": {
@@ -402,13 +432,19 @@ pub fn snapshot(settings: &Settings, event: Event) -> Value {
         "queues": get(Queues),
         "panics_caught": get(PanicsCaught),
         "settings_warnings": get(SettingsWarnings),
-        "surfaces": { "created": get(SurfacesCreated), "owned": get(SurfacesOwned) },
+        "surfaces": {
+            "created": get(SurfacesCreated),
+            "owned": get(SurfacesOwned),
+            "leaked": get(SurfacesLeaked),
+        },
         "swapchains": {
             "created": get(SwapchainsCreated),
             "passed_through": get(SwapchainsPassedThrough),
             "destroyed": get(SwapchainsDestroyed),
             "retired": get(SwapchainsRetired),
             "failed": get(SwapchainsFailed),
+            "destroyed_unfinished": get(SwapchainsDestroyedRunning),
+            "leaked": get(SwapchainsLeaked),
         },
         "frames": {
             "presented": get(FramesPresented),
@@ -434,14 +470,15 @@ pub fn snapshot(settings: &Settings, event: Event) -> Value {
                 "into_dma_bufs_write": get(ImportedIntoDmaBufsWrite),
                 "into_semaphores": get(ImportedIntoSemaphores),
                 "into_fences": get(ImportedIntoFences),
+                "into_dma_bufs_read": get(ImportedIntoDmaBufsRead),
             },
         },
         "wayland": {
             "surfaces_without_dma_buf": get(WaylandNoDmaBuf),
             "commits": { "explicit": get(WaylandCommitsExplicit), "implicit": get(WaylandCommitsImplicit) },
-            "release_fences_carried": get(WaylandReleaseFences),
             "lost": get(WaylandLost),
             "suboptimal": get(WaylandSuboptimal),
+            "frame_callback_timeouts": get(WaylandFrameTimeouts),
         },
         "cpu_waits": waits,
         "fallbacks": fallbacks,
@@ -454,9 +491,12 @@ pub fn snapshot(settings: &Settings, event: Event) -> Value {
 
 /// Writes the statistics to the configured sink, if any.
 pub fn write(event: Event) {
-    let Some(settings) = SINK.lock().unwrap_or_else(|e| e.into_inner()).clone() else {
+    let Some((settings, owner)) = SINK.lock().unwrap_or_else(|e| e.into_inner()).clone() else {
         return;
     };
+    if owner != rustix::process::getpid() {
+        return;
+    }
     let mut text = snapshot(&settings, event).to_string();
     text.push('\n');
     let written = match &settings.stats {

@@ -3,9 +3,9 @@
 //! export as a dma-buf, the usages that work, and whether its semaphores
 //! and fences speak sync_file.
 
-use std::ffi::CStr;
-
 use ash::vk;
+
+use super::Next;
 
 /// The physical-device commands of Vulkan 1.1 the layer uses, by their core
 /// names or (for instances of Vulkan 1.0) their KHR names; the signatures
@@ -19,47 +19,48 @@ pub struct PhysicalDeviceFns {
 }
 
 impl PhysicalDeviceFns {
-    /// Loads them through `get` (the next entity's `vkGetInstanceProcAddr`
-    /// for the instance); `None` if one is missing.
-    pub fn load(
-        khr: bool,
-        get: impl Fn(&CStr) -> vk::PFN_vkVoidFunction,
-    ) -> Option<PhysicalDeviceFns> {
-        let pick = |core: &CStr, ext: &CStr| get(if khr { ext } else { core });
-        // SAFETY: each name's command has the signature of the field it is
-        // stored in (the KHR commands are aliases of the core ones).
-        unsafe {
-            Some(PhysicalDeviceFns {
-                format_properties2: std::mem::transmute::<
-                    unsafe extern "system" fn(),
-                    vk::PFN_vkGetPhysicalDeviceFormatProperties2,
-                >(pick(
+    /// Loads them from the next entity's instance commands; `None` if one
+    /// is missing.
+    pub fn load(khr: bool, next: &Next<'_>) -> Option<PhysicalDeviceFns> {
+        if !khr {
+            let core = next.table(
+                &[
                     c"vkGetPhysicalDeviceFormatProperties2",
-                    c"vkGetPhysicalDeviceFormatProperties2KHR",
-                )?),
-                image_format_properties2: std::mem::transmute::<
-                    unsafe extern "system" fn(),
-                    vk::PFN_vkGetPhysicalDeviceImageFormatProperties2,
-                >(pick(
                     c"vkGetPhysicalDeviceImageFormatProperties2",
-                    c"vkGetPhysicalDeviceImageFormatProperties2KHR",
-                )?),
-                external_semaphore_properties: std::mem::transmute::<
-                    unsafe extern "system" fn(),
-                    vk::PFN_vkGetPhysicalDeviceExternalSemaphoreProperties,
-                >(pick(
                     c"vkGetPhysicalDeviceExternalSemaphoreProperties",
-                    c"vkGetPhysicalDeviceExternalSemaphorePropertiesKHR",
-                )?),
-                external_fence_properties: std::mem::transmute::<
-                    unsafe extern "system" fn(),
-                    vk::PFN_vkGetPhysicalDeviceExternalFenceProperties,
-                >(pick(
                     c"vkGetPhysicalDeviceExternalFenceProperties",
-                    c"vkGetPhysicalDeviceExternalFencePropertiesKHR",
-                )?),
-            })
+                ],
+                |f| ash::InstanceFnV1_1::load(f),
+            )?;
+            return Some(PhysicalDeviceFns {
+                format_properties2: core.get_physical_device_format_properties2,
+                image_format_properties2: core.get_physical_device_image_format_properties2,
+                external_semaphore_properties: core
+                    .get_physical_device_external_semaphore_properties,
+                external_fence_properties: core.get_physical_device_external_fence_properties,
+            });
         }
+        let props2 = next.table(
+            &[
+                c"vkGetPhysicalDeviceFormatProperties2KHR",
+                c"vkGetPhysicalDeviceImageFormatProperties2KHR",
+            ],
+            |f| ash::khr::get_physical_device_properties2::InstanceFn::load(f),
+        )?;
+        let semaphore = next.table(
+            &[c"vkGetPhysicalDeviceExternalSemaphorePropertiesKHR"],
+            |f| ash::khr::external_semaphore_capabilities::InstanceFn::load(f),
+        )?;
+        let fence = next.table(&[c"vkGetPhysicalDeviceExternalFencePropertiesKHR"], |f| {
+            ash::khr::external_fence_capabilities::InstanceFn::load(f)
+        })?;
+        Some(PhysicalDeviceFns {
+            format_properties2: props2.get_physical_device_format_properties2_khr,
+            image_format_properties2: props2.get_physical_device_image_format_properties2_khr,
+            external_semaphore_properties: semaphore
+                .get_physical_device_external_semaphore_properties_khr,
+            external_fence_properties: fence.get_physical_device_external_fence_properties_khr,
+        })
     }
 }
 

@@ -1,24 +1,23 @@
-//! Devices: creation through the loader's chain, the extensions the layer
-//! enables on devices whose swapchains it will own, what it keeps for
-//! making those swapchains, and their queues.
+//! Devices: creation through the loader's chain, the one decision whether
+//! the layer owns a device's swapchains, the extensions it enables for
+//! that, and what it keeps about the device.
 
-use std::ffi::{c_void, CStr};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::ffi::CStr;
 use std::sync::Arc;
 
 use ash::vk;
-use ash::vk::Handle;
 
-use crate::dispatch::{self, KeyMap};
-use crate::entry::{fault, guard, try_guard};
-use crate::error::Error;
-use crate::extensions::{self, Support, NOT_IMPLEMENTED, SWAPCHAIN};
-use crate::formats::{PhysicalDeviceFns, SwapchainCaps};
-use crate::instance::{InstanceState, INSTANCES};
-use crate::loader::DeviceChain;
-use crate::present::Handoff;
-use crate::settings::Settings;
-use crate::stats::{self, Counter};
+use super::caps::{PhysicalDeviceFns, SwapchainCaps};
+use super::extensions::{self, SWAPCHAIN};
+use super::instance::{self, CreateError, InstanceState};
+use super::queues::Queues;
+use super::support::Support;
+use super::Next;
+use crate::plumbing::dispatch::{self, KeyMap};
+use crate::plumbing::guard::{fault, try_guard};
+use crate::plumbing::loader::{DeviceChain, SetDeviceLoaderData};
+use crate::plumbing::settings::Settings;
+use crate::plumbing::stats::{self, Counter};
 
 /// Every live device's state, by dispatch key (shared by its queues).
 pub static DEVICES: KeyMap<DeviceState> = KeyMap::new();
@@ -38,55 +37,47 @@ pub struct Owned {
     pub physical_device: vk::PhysicalDevice,
     pub caps: Arc<SwapchainCaps>,
     pub pd_fns: PhysicalDeviceFns,
-    pub ext: ExtFns,
+    pub ext: Arc<ExtFns>,
     pub memory: vk::PhysicalDeviceMemoryProperties,
+    /// The queue family that stands for the consumer of a dma-buf in
+    /// ownership transfers: `VK_QUEUE_FAMILY_FOREIGN_EXT` where the driver
+    /// has it, else `VK_QUEUE_FAMILY_EXTERNAL` (Vulkan 1.1).
+    pub foreign_family: u32,
+    /// Gives the layer's own command buffers the loader's dispatch pointer.
+    pub set_loader_data: SetDeviceLoaderData,
     /// The settings of the device's instance.
     pub settings: Settings,
     /// Whether the driver has VK_KHR_swapchain for the swapchains the layer
     /// passes to it.
     pub driver_swapchain: bool,
-    /// Semaphores that hand a present's waits on to the driver's part of a
-    /// present that mixes both kinds of swapchain.
-    pub handoff: Handoff,
 }
 
 /// The extension commands the layer calls on the devices it owns.
-#[derive(Clone, Copy)]
 pub struct ExtFns {
-    pub get_memory_fd: vk::PFN_vkGetMemoryFdKHR,
-    pub get_semaphore_fd: vk::PFN_vkGetSemaphoreFdKHR,
-    pub import_semaphore_fd: vk::PFN_vkImportSemaphoreFdKHR,
-    pub import_fence_fd: vk::PFN_vkImportFenceFdKHR,
-    pub get_image_drm_format_modifier_properties: vk::PFN_vkGetImageDrmFormatModifierPropertiesEXT,
+    pub memory_fd: ash::khr::external_memory_fd::DeviceFn,
+    pub semaphore_fd: ash::khr::external_semaphore_fd::DeviceFn,
+    pub fence_fd: ash::khr::external_fence_fd::DeviceFn,
+    pub modifier: ash::ext::image_drm_format_modifier::DeviceFn,
 }
 
 impl ExtFns {
-    /// Loads them through `get`; `None` if one is missing.
-    fn load(get: impl Fn(&CStr) -> vk::PFN_vkVoidFunction) -> Option<Self> {
-        type Void = unsafe extern "system" fn();
-        // SAFETY: each name's command has the signature of its field.
-        unsafe {
-            Some(ExtFns {
-                get_memory_fd: std::mem::transmute::<Void, vk::PFN_vkGetMemoryFdKHR>(get(
-                    c"vkGetMemoryFdKHR",
-                )?),
-                get_semaphore_fd: std::mem::transmute::<Void, vk::PFN_vkGetSemaphoreFdKHR>(get(
-                    c"vkGetSemaphoreFdKHR",
-                )?),
-                import_semaphore_fd: std::mem::transmute::<Void, vk::PFN_vkImportSemaphoreFdKHR>(
-                    get(c"vkImportSemaphoreFdKHR")?,
-                ),
-                import_fence_fd: std::mem::transmute::<Void, vk::PFN_vkImportFenceFdKHR>(get(
-                    c"vkImportFenceFdKHR",
-                )?),
-                get_image_drm_format_modifier_properties: std::mem::transmute::<
-                    Void,
-                    vk::PFN_vkGetImageDrmFormatModifierPropertiesEXT,
-                >(get(
-                    c"vkGetImageDrmFormatModifierPropertiesEXT",
-                )?),
-            })
-        }
+    /// Loads them from the next entity; `None` if one is missing.
+    fn load(next: &Next<'_>) -> Option<Self> {
+        Some(ExtFns {
+            memory_fd: next.table(&[c"vkGetMemoryFdKHR", c"vkGetMemoryFdPropertiesKHR"], |f| {
+                ash::khr::external_memory_fd::DeviceFn::load(f)
+            })?,
+            semaphore_fd: next
+                .table(&[c"vkGetSemaphoreFdKHR", c"vkImportSemaphoreFdKHR"], |f| {
+                    ash::khr::external_semaphore_fd::DeviceFn::load(f)
+                })?,
+            fence_fd: next.table(&[c"vkGetFenceFdKHR", c"vkImportFenceFdKHR"], |f| {
+                ash::khr::external_fence_fd::DeviceFn::load(f)
+            })?,
+            modifier: next.table(&[c"vkGetImageDrmFormatModifierPropertiesEXT"], |f| {
+                ash::ext::image_drm_format_modifier::DeviceFn::load(f)
+            })?,
+        })
     }
 }
 
@@ -98,8 +89,15 @@ pub struct DeviceState {
     /// The next entity's VK_KHR_swapchain commands, for the swapchains the
     /// layer passes through.
     pub swapchain: ash::khr::swapchain::DeviceFn,
+    /// The next entity's debug commands, for the objects that are not the
+    /// layer's.
+    pub debug_utils: ash::ext::debug_utils::DeviceFn,
+    pub debug_marker: ash::ext::debug_marker::DeviceFn,
+    /// The next entity's extension names of core commands the layer
+    /// intercepts (their signatures are the core ones').
+    pub aliases: AliasFns,
     pub ownership: Ownership,
-    queues: Queues,
+    pub queues: Queues,
 }
 
 impl DeviceState {
@@ -120,94 +118,42 @@ impl DeviceState {
     }
 }
 
-/// The queues a device was created with, filled in as the application
-/// retrieves them. Its shape is fixed at creation, so recording a queue is a
-/// short scan and an atomic store.
-struct Queues {
-    groups: Box<[QueueGroup]>,
-    handles: Box<[AtomicU64]>,
-}
-
-/// The queues of one `VkDeviceQueueCreateInfo`.
-struct QueueGroup {
-    family: u32,
-    flags: vk::DeviceQueueCreateFlags,
-    count: u32,
-    /// Where its handles start in `Queues::handles`.
-    first: usize,
-}
-
-impl Queues {
-    /// # Safety
-    /// `info` is a valid `VkDeviceCreateInfo`.
-    unsafe fn new(info: &vk::DeviceCreateInfo<'_>) -> Self {
-        let creates = if info.p_queue_create_infos.is_null() {
-            &[][..]
-        } else {
-            // SAFETY: the create info holds this many queue create infos.
-            unsafe {
-                std::slice::from_raw_parts(
-                    info.p_queue_create_infos,
-                    info.queue_create_info_count as usize,
-                )
-            }
-        };
-        let mut first = 0;
-        let groups = creates
-            .iter()
-            .map(|c| {
-                let g = QueueGroup {
-                    family: c.queue_family_index,
-                    flags: c.flags,
-                    count: c.queue_count,
-                    first,
-                };
-                first += c.queue_count as usize;
-                g
-            })
-            .collect();
-        Self {
-            groups,
-            handles: (0..first).map(|_| AtomicU64::new(0)).collect(),
-        }
-    }
-
-    #[inline(always)]
-    fn record(&self, family: u32, flags: vk::DeviceQueueCreateFlags, index: u32, q: vk::Queue) {
-        for g in self.groups.iter() {
-            if g.family == family && g.flags == flags && index < g.count {
-                if let Some(slot) = self.handles.get(g.first + index as usize) {
-                    // Queues are retrieved again and again: only the first
-                    // time writes (and counts).
-                    if slot.load(Ordering::Relaxed) == 0
-                        && slot.swap(q.as_raw(), Ordering::Relaxed) == 0
-                    {
-                        stats::count(Counter::Queues);
-                    }
-                }
-                return;
-            }
-        }
-    }
-
-    fn retrieved(&self) -> usize {
-        self.handles
-            .iter()
-            .filter(|h| h.load(Ordering::Relaxed) != 0)
-            .count()
-    }
-}
-
-/// The device-level commands the layer intercepts (besides
-/// `vkGetDeviceProcAddr` and the swapchain's), handed out only where the
+/// The next entity's extension-named commands that the layer intercepts
+/// under the core name too. Loaded whatever the device enables (a missing
+/// one is a stub ash makes), and called only through the layer's functions
+/// for those names, which `vkGetDeviceProcAddr` hands out only where the
 /// next entity has them.
-pub fn intercepted(name: &[u8]) -> Option<*const c_void> {
-    Some(match name {
-        b"vkDestroyDevice" => destroy_device as *const c_void,
-        b"vkGetDeviceQueue" => get_device_queue as *const c_void,
-        b"vkGetDeviceQueue2" => get_device_queue2 as *const c_void,
-        _ => return None,
-    })
+pub struct AliasFns {
+    pub bind_memory2: ash::khr::bind_memory2::DeviceFn,
+    pub synchronization2: ash::khr::synchronization2::DeviceFn,
+    pub maintenance4: ash::khr::maintenance4::DeviceFn,
+    pub maintenance5: ash::khr::maintenance5::DeviceFn,
+    pub private_data: ash::ext::private_data::DeviceFn,
+}
+
+impl AliasFns {
+    fn load(next: &Next<'_>) -> Self {
+        AliasFns {
+            bind_memory2: ash::khr::bind_memory2::DeviceFn::load(|n| next.ptr(n)),
+            synchronization2: ash::khr::synchronization2::DeviceFn::load(|n| next.ptr(n)),
+            maintenance4: ash::khr::maintenance4::DeviceFn::load(|n| next.ptr(n)),
+            maintenance5: ash::khr::maintenance5::DeviceFn::load(|n| next.ptr(n)),
+            private_data: ash::ext::private_data::DeviceFn::load(|n| next.ptr(n)),
+        }
+    }
+}
+
+/// The device of a live dispatchable handle (a device, queue or command
+/// buffer), if the layer saw it created.
+///
+/// # Safety
+/// `handle` is a live dispatchable handle, not destroyed while the
+/// reference is used (Vulkan's external synchronization gives that for the
+/// duration of a command on it).
+#[inline(always)]
+pub unsafe fn of<H: vk::Handle>(handle: H) -> Option<&'static DeviceState> {
+    // SAFETY: as the caller promises.
+    unsafe { DEVICES.get(dispatch::key(handle)) }
 }
 
 /// What `plan` decided: whether the layer owns the device, and if so what
@@ -217,32 +163,10 @@ enum Plan {
         added: Vec<&'static CStr>,
         caps: Arc<SwapchainCaps>,
         driver_swapchain: bool,
+        queue_family_foreign: bool,
+        set_loader_data: SetDeviceLoaderData,
     },
     PassThrough,
-}
-
-pub(crate) unsafe extern "system" fn create_device(
-    pd: vk::PhysicalDevice,
-    p_create_info: *const vk::DeviceCreateInfo<'_>,
-    p_allocator: *const vk::AllocationCallbacks<'_>,
-    p_device: *mut vk::Device,
-) -> vk::Result {
-    guard(
-        "vkCreateDevice",
-        vk::Result::ERROR_INITIALIZATION_FAILED,
-        || {
-            // SAFETY: the loader passes valid pointers and a physical device.
-            match unsafe { create(pd, p_create_info, p_allocator, p_device) } {
-                Ok(()) => vk::Result::SUCCESS,
-                Err(e) => {
-                    if !matches!(e, Error::Vulkan(..)) {
-                        tracing::error!("vkCreateDevice: {e}");
-                    }
-                    e.result()
-                }
-            }
-        },
-    )
 }
 
 /// Decides whether the layer owns the new device's swapchains and which
@@ -258,15 +182,23 @@ fn plan(
     }
     // A layer that makes dispatchable objects of its own needs the loader's
     // callback; loaders old enough to lack it predate what the layer needs.
-    if chain.set_device_loader_data.is_none() {
+    let Some(set_loader_data) = chain.set_device_loader_data else {
         tracing::warn!("passing devices through: the loader offers no loader-data callback");
         return Plan::PassThrough;
-    }
-    if let Some(n) = NOT_IMPLEMENTED.iter().find(|n| app_extensions.contains(n)) {
+    };
+    if let Some(&n) = app_extensions
+        .iter()
+        .find(|n| extensions::refused(n).is_some())
+    {
+        // The layer hid it, but the application knows it from elsewhere:
+        // the driver's WSI serves this physical device from now on, so
+        // that its swapchains are not made from the layer's answers.
         tracing::warn!(
-            "passing this device through: the application enables {}, which the layer does not implement",
-            n.to_string_lossy()
+            "passing this device through: the application enables {}, which the layer refuses ({}); the driver's WSI answers for this physical device from now on",
+            n.to_string_lossy(),
+            extensions::refused(n).unwrap_or_default()
         );
+        instance.hand_to_driver(pd, n);
         return Plan::PassThrough;
     }
     let report = |why: &str| {
@@ -277,6 +209,7 @@ fn plan(
             enable,
             caps,
             driver_swapchain,
+            queue_family_foreign,
         } => Plan::Own {
             added: enable
                 .into_iter()
@@ -284,31 +217,37 @@ fn plan(
                 .collect(),
             caps,
             driver_swapchain,
+            queue_family_foreign,
+            set_loader_data,
         },
         Support::Missing(_) => Plan::PassThrough,
     }
 }
 
-unsafe fn create(
+/// `vkCreateDevice` through the chain, owning the device's swapchains
+/// where the layer can.
+///
+/// # Safety
+/// The loader's arguments of `vkCreateDevice`.
+pub unsafe fn create(
     pd: vk::PhysicalDevice,
-    p_create_info: *const vk::DeviceCreateInfo<'_>,
+    info: &vk::DeviceCreateInfo<'_>,
     p_allocator: *const vk::AllocationCallbacks<'_>,
     p_device: *mut vk::Device,
-) -> Result<(), Error> {
-    // SAFETY: the loader passes a valid create info.
-    let info = unsafe { &*p_create_info };
-    // SAFETY: as above.
-    let chain = unsafe { DeviceChain::advance(info) }.ok_or(Error::NoLoaderLink)?;
+) -> Result<&'static DeviceState, CreateError> {
+    // SAFETY: the loader's create info.
+    let chain = unsafe { DeviceChain::advance(info) }.ok_or(CreateError::NoLoaderLink)?;
     // SAFETY: the physical device belongs to a live instance.
-    let instance = unsafe { INSTANCES.get(dispatch::key(pd)) }
-        .ok_or(Error::UnknownHandle("physical device"))?;
-    // SAFETY: vkCreateDevice is an instance command of the next entity.
-    let next_create: vk::PFN_vkCreateDevice = unsafe {
-        std::mem::transmute(
-            (chain.next_get_instance_proc_addr)(instance.handle, c"vkCreateDevice".as_ptr())
-                .ok_or(Error::MissingCommand("vkCreateDevice"))?,
-        )
+    let instance =
+        unsafe { instance::of(pd) }.ok_or(CreateError::UnknownHandle("physical device"))?;
+    // SAFETY: instance commands of the next entity.
+    let lookup = |name: &CStr| unsafe {
+        (chain.next_get_instance_proc_addr)(instance.handle, name.as_ptr())
     };
+    let next_create = Next(&lookup)
+        .table(&[c"vkCreateDevice"], |f| ash::InstanceFnV1_0::load(f))
+        .ok_or(CreateError::MissingCommand("vkCreateDevice"))?
+        .create_device;
 
     // SAFETY: the create info holds this many extension names.
     let app_extensions = unsafe {
@@ -326,17 +265,16 @@ unsafe fn create(
     // The application's structures stay untouched: the layer passes a copy
     // with its own extension list. VK_KHR_swapchain, which the layer's
     // manifest offers, reaches the driver only if it has it.
+    let drop_swapchain = matches!(
+        plan,
+        Plan::Own {
+            driver_swapchain: false,
+            ..
+        }
+    );
     let mut names: Vec<_> = app_extensions
         .iter()
-        .filter(|&&n| {
-            !matches!(
-                plan,
-                Plan::Own {
-                    driver_swapchain: false,
-                    ..
-                }
-            ) || n != SWAPCHAIN
-        })
+        .filter(|&&n| !(drop_swapchain && n == SWAPCHAIN))
         .map(|n| n.as_ptr())
         .collect();
     if let Plan::Own { added, .. } = &plan {
@@ -356,11 +294,11 @@ unsafe fn create(
         // chain wound back to where this layer left it.
         result = unsafe {
             chain.rewind();
-            next_create(pd, p_create_info, p_allocator, p_device)
+            next_create(pd, info, p_allocator, p_device)
         };
     }
     if result != vk::Result::SUCCESS {
-        return Err(Error::Vulkan("vkCreateDevice", result));
+        return Err(CreateError::Vulkan("vkCreateDevice", result));
     }
     // From here on nothing may fail, as in vkCreateInstance.
     // SAFETY: the next entity succeeded, so it wrote the device.
@@ -368,39 +306,40 @@ unsafe fn create(
     let next_gdpa = chain.next_get_device_proc_addr;
     // SAFETY: the device was just created by the next entity, whose
     // vkGetDeviceProcAddr answers for it.
-    let fns = unsafe {
-        ash::Device::load_with(
-            |name| std::mem::transmute(next_gdpa(handle, name.as_ptr())),
-            handle,
-        )
-    };
+    let lookup = |name: &CStr| unsafe { next_gdpa(handle, name.as_ptr()) };
+    let next = Next(&lookup);
+    // SAFETY: as above.
+    let fns = unsafe { ash::Device::load_with(|name| next.ptr(name), handle) };
     let ownership = match plan {
         Plan::Own {
             added,
             caps,
             driver_swapchain,
-        } => {
-            // SAFETY: the device is alive and these are its commands.
-            let ext = ExtFns::load(|name| unsafe { next_gdpa(handle, name.as_ptr()) });
-            match (ext, instance.pd_fns) {
-                (Some(ext), Some(pd_fns)) => Ownership::Owned(Box::new(Owned {
-                    added,
-                    physical_device: pd,
-                    caps,
-                    pd_fns,
-                    ext,
-                    // SAFETY: pd is a physical device of this instance.
-                    memory: unsafe { instance.fns.get_physical_device_memory_properties(pd) },
-                    settings: instance.settings.clone(),
-                    driver_swapchain,
-                    handoff: Handoff::new(),
-                })),
-                _ => {
-                    tracing::warn!("the driver gives no command for an extension it enabled; passing the device through");
-                    Ownership::PassThrough
-                }
+            queue_family_foreign,
+            set_loader_data,
+        } => match (ExtFns::load(&next), instance.pd_fns) {
+            (Some(ext), Some(pd_fns)) => Ownership::Owned(Box::new(Owned {
+                added,
+                physical_device: pd,
+                caps,
+                pd_fns,
+                ext: Arc::new(ext),
+                // SAFETY: pd is a physical device of this instance.
+                memory: unsafe { instance.fns.get_physical_device_memory_properties(pd) },
+                foreign_family: if queue_family_foreign {
+                    vk::QUEUE_FAMILY_FOREIGN_EXT
+                } else {
+                    vk::QUEUE_FAMILY_EXTERNAL
+                },
+                set_loader_data,
+                settings: instance.settings.clone(),
+                driver_swapchain,
+            })),
+            _ => {
+                tracing::warn!("the driver gives no command for an extension it enabled; passing the device through");
+                Ownership::PassThrough
             }
-        }
+        },
         Plan::PassThrough => Ownership::PassThrough,
     };
     stats::count(match ownership {
@@ -415,21 +354,18 @@ unsafe fn create(
         handle,
         next_get_device_proc_addr: next_gdpa,
         fns,
-        // SAFETY: the device is alive; each name's command has the type of
-        // the field it goes in.
-        swapchain: ash::khr::swapchain::DeviceFn::load(|name| unsafe {
-            std::mem::transmute::<vk::PFN_vkVoidFunction, *const c_void>(next_gdpa(
-                handle,
-                name.as_ptr(),
-            ))
-        }),
+        swapchain: ash::khr::swapchain::DeviceFn::load(|n| next.ptr(n)),
+        debug_utils: ash::ext::debug_utils::DeviceFn::load(|n| next.ptr(n)),
+        debug_marker: ash::ext::debug_marker::DeviceFn::load(|n| next.ptr(n)),
+        aliases: AliasFns::load(&next),
         ownership,
         // SAFETY: the create info is valid.
         queues: unsafe { Queues::new(info) },
     };
     // SAFETY: the device is alive; its first word is the loader's dispatch
     // pointer.
-    reservation.insert(unsafe { dispatch::key(handle) }, Box::new(state));
+    let key = unsafe { dispatch::key(handle) };
+    reservation.insert(key, Box::new(state));
     stats::count(Counter::DevicesCreated);
     try_guard("vkCreateDevice", "the device works", || {
         fault("device_created");
@@ -441,93 +377,26 @@ unsafe fn create(
             None => tracing::info!("device created; passing it through"),
         }
     });
-    Ok(())
+    // SAFETY: just inserted; the device lives until vkDestroyDevice.
+    unsafe { DEVICES.get(key) }.ok_or(CreateError::UnknownHandle("device"))
 }
 
-unsafe extern "system" fn destroy_device(
-    device: vk::Device,
-    p_allocator: *const vk::AllocationCallbacks<'_>,
-) {
-    guard("vkDestroyDevice", (), || {
-        if device == vk::Device::null() {
-            return;
-        }
-        // SAFETY: the device is valid until the next entity destroys it.
-        let Some(state) = DEVICES.remove(unsafe { dispatch::key(device) }) else {
-            tracing::error!("vkDestroyDevice: unknown device; cannot call down");
-            return;
-        };
-        if let Some(o) = state.owned() {
-            o.handoff.destroy(&state.fns);
-        }
-        // SAFETY: the application hands the device over for destruction.
-        unsafe { (state.fns.fp_v1_0().destroy_device)(device, p_allocator) };
-        stats::count(Counter::DevicesDestroyed);
-        fault("destroy_device");
-        tracing::debug!(
-            "device destroyed; the application used {} of its queues",
-            state.queues.retrieved()
-        );
-    })
-}
-
-/// The answer for a device the layer does not know, which cannot happen
-/// through the loader; kept out of line, off the hot path.
+/// `vkDestroyDevice`, once everything of the layer's on it is gone.
 ///
 /// # Safety
-/// `p_queue` is valid for writing.
-#[cold]
-#[inline(never)]
-unsafe fn no_queue(command: &str, p_queue: *mut vk::Queue) {
-    tracing::error!("{command}: unknown device; returning no queue");
-    // SAFETY: the caller passes a valid queue pointer.
-    unsafe { *p_queue = vk::Queue::null() };
-}
-
-unsafe extern "system" fn get_device_queue(
-    device: vk::Device,
-    family: u32,
-    index: u32,
-    p_queue: *mut vk::Queue,
-) {
-    guard("vkGetDeviceQueue", (), || {
-        // SAFETY: the device is alive for the duration of the command.
-        let Some(state) = (unsafe { DEVICES.get(dispatch::key(device)) }) else {
-            // SAFETY: the caller passes a valid queue pointer.
-            return unsafe { no_queue("vkGetDeviceQueue", p_queue) };
-        };
-        // SAFETY: the caller's arguments, valid for the next entity too.
-        unsafe { (state.fns.fp_v1_0().get_device_queue)(device, family, index, p_queue) };
-        fault("get_device_queue");
-        // SAFETY: the next entity wrote the queue.
-        state
-            .queues
-            .record(family, vk::DeviceQueueCreateFlags::empty(), index, unsafe {
-                *p_queue
-            });
-    })
-}
-
-unsafe extern "system" fn get_device_queue2(
-    device: vk::Device,
-    p_info: *const vk::DeviceQueueInfo2<'_>,
-    p_queue: *mut vk::Queue,
-) {
-    guard("vkGetDeviceQueue2", (), || {
-        // SAFETY: the device is alive for the duration of the command.
-        let Some(state) = (unsafe { DEVICES.get(dispatch::key(device)) }) else {
-            // SAFETY: the caller passes a valid queue pointer.
-            return unsafe { no_queue("vkGetDeviceQueue2", p_queue) };
-        };
-        // SAFETY: the caller's arguments, valid for the next entity too.
-        unsafe { (state.fns.fp_v1_1().get_device_queue2)(device, p_info, p_queue) };
-        // SAFETY: the caller passes a valid queue info, and the next entity
-        // wrote the queue.
-        unsafe {
-            let i = &*p_info;
-            state
-                .queues
-                .record(i.queue_family_index, i.flags, i.queue_index, *p_queue);
-        }
-    })
+/// The application's arguments of `vkDestroyDevice`, with a non-null device.
+pub unsafe fn destroy(device: vk::Device, p_allocator: *const vk::AllocationCallbacks<'_>) {
+    // SAFETY: the device is valid until the next entity destroys it.
+    let Some(state) = DEVICES.remove(unsafe { dispatch::key(device) }) else {
+        tracing::error!("vkDestroyDevice: unknown device; cannot call down");
+        return;
+    };
+    // SAFETY: the application hands the device over for destruction.
+    unsafe { (state.fns.fp_v1_0().destroy_device)(device, p_allocator) };
+    stats::count(Counter::DevicesDestroyed);
+    fault("destroy_device");
+    tracing::debug!(
+        "device destroyed; the application used {} of its queues",
+        state.queues.retrieved()
+    );
 }

@@ -10,12 +10,10 @@
 //! instance extensions work there too.
 
 use std::ffi::{c_char, CStr};
-use std::sync::Arc;
 
 use ash::vk;
 
-use crate::formats::{self, SwapchainCaps};
-use crate::instance::InstanceState;
+pub use crate::plumbing::manifest::REFUSED_DEVICE_EXTENSIONS;
 
 /// A device extension the layer needs to own a device's swapchains.
 pub struct Needed {
@@ -112,6 +110,13 @@ pub const DEVICE: [Needed; 14] = [
     },
 ];
 
+impl Needed {
+    /// Whether a device of `version` needs it as an extension.
+    pub fn needed_below(&self, version: u32) -> bool {
+        self.core_in.is_none_or(|v| version < v)
+    }
+}
+
 /// The instance extensions that Vulkan 1.1 promoted and the device
 /// extensions above build on.
 pub const INSTANCE_FOR_1_0: [&CStr; 4] = [
@@ -123,23 +128,14 @@ pub const INSTANCE_FOR_1_0: [&CStr; 4] = [
 
 pub const SWAPCHAIN: &CStr = c"VK_KHR_swapchain";
 
-/// Swapchain extensions the layer does not implement (yet). A device whose
-/// application enables one is passed through, so that the driver's own WSI,
-/// which has them, serves it.
-pub const NOT_IMPLEMENTED: [&CStr; 12] = [
-    c"VK_EXT_swapchain_maintenance1",
-    c"VK_KHR_swapchain_maintenance1",
-    c"VK_KHR_present_id",
-    c"VK_KHR_present_id2",
-    c"VK_KHR_present_wait",
-    c"VK_KHR_present_wait2",
-    c"VK_GOOGLE_display_timing",
-    c"VK_EXT_display_control",
-    c"VK_EXT_hdr_metadata",
-    c"VK_KHR_shared_presentable_image",
-    c"VK_EXT_full_screen_exclusive",
-    c"VK_NV_present_barrier",
-];
+/// Whether the layer refuses `name` (see [`REFUSED_DEVICE_EXTENSIONS`]),
+/// and why.
+pub fn refused(name: &CStr) -> Option<&'static str> {
+    REFUSED_DEVICE_EXTENSIONS
+        .iter()
+        .find(|(n, _)| n.as_bytes() == name.to_bytes())
+        .map(|(_, why)| *why)
+}
 
 /// The names in a create info's extension list.
 ///
@@ -174,72 +170,6 @@ pub fn lists(list: &[vk::ExtensionProperties], name: &CStr) -> bool {
     list.iter().any(|e| e.extension_name_as_c_str() == Ok(name))
 }
 
-/// Whether a physical device has what the layer needs.
-#[derive(Clone, Debug)]
-pub enum Support {
-    /// It has: these are the device extensions to enable (those the
-    /// effective version needs), and what its swapchains can be made of.
-    Ready {
-        enable: Vec<&'static CStr>,
-        caps: Arc<SwapchainCaps>,
-        /// Whether the driver has VK_KHR_swapchain itself.
-        driver_swapchain: bool,
-    },
-    /// It has not, for this reason.
-    Missing(String),
-}
-
-impl Support {
-    /// Asks the driver (through the layers below) about `pd`.
-    pub fn probe(instance: &InstanceState, pd: vk::PhysicalDevice) -> Self {
-        // SAFETY: pd is a physical device of this instance, alive with it.
-        let props = unsafe { instance.fns.get_physical_device_properties(pd) };
-        let version = props.api_version.min(instance.api_version);
-        if version < vk::API_VERSION_1_1 && !instance.has_1_0_additions {
-            return Support::Missing(format!(
-                "the application asked for Vulkan {}.{} without {}",
-                vk::api_version_major(version),
-                vk::api_version_minor(version),
-                INSTANCE_FOR_1_0.map(|n| n.to_string_lossy()).join(", ")
-            ));
-        }
-        // SAFETY: as above.
-        let listed = match unsafe { instance.fns.enumerate_device_extension_properties(pd) } {
-            Ok(l) => l,
-            Err(e) => return Support::Missing(format!("listing its extensions failed: {e}")),
-        };
-        let mut enable = Vec::new();
-        let mut lacking = Vec::new();
-        for n in &DEVICE {
-            let needed = n.core_in.is_none_or(|v| version < v);
-            if !needed {
-                continue;
-            }
-            if lists(&listed, n.name) {
-                enable.push(n.name);
-            } else {
-                lacking.push(n.name.to_string_lossy());
-            }
-        }
-        if !lacking.is_empty() {
-            return Support::Missing(format!("the driver lacks {}", lacking.join(", ")));
-        }
-        let Some(fns) = &instance.pd_fns else {
-            return Support::Missing(
-                "the driver offers no vkGetPhysicalDeviceFormatProperties2 and its kin".into(),
-            );
-        };
-        match formats::probe(fns, pd, &props) {
-            Ok(caps) => Support::Ready {
-                enable,
-                caps: Arc::new(caps),
-                driver_swapchain: lists(&listed, SWAPCHAIN),
-            },
-            Err(why) => Support::Missing(why),
-        }
-    }
-}
-
 /// Whether `name` is a command of one of the extensions in `added` (which
 /// the layer enabled and the application did not).
 pub fn hides(added: &[&CStr], name: &CStr) -> bool {
@@ -252,6 +182,18 @@ pub fn hides(added: &[&CStr], name: &CStr) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn refused_extensions_are_listed_once() {
+        for (i, (name, why)) in REFUSED_DEVICE_EXTENSIONS.iter().enumerate() {
+            assert!(!why.is_empty());
+            let c = std::ffi::CString::new(*name).unwrap();
+            assert_eq!(refused(&c), Some(*why));
+            let earlier = &REFUSED_DEVICE_EXTENSIONS[..i];
+            assert!(earlier.iter().all(|(n, _)| n != name), "{name} twice");
+        }
+        assert_eq!(refused(SWAPCHAIN), None);
+    }
 
     #[test]
     fn additions_only_for_1_0() {

@@ -1,21 +1,24 @@
 //! Instances: creation through the loader's chain (adding the instance
 //! extensions a Vulkan 1.0 application lacks), the settings each one reads,
-//! and the per-physical-device facts the layer caches on them.
+//! the next entity's commands, and what the layer learnt about each
+//! physical device.
 
 use std::collections::HashMap;
-use std::ffi::c_void;
+use std::ffi::CStr;
 use std::sync::Mutex;
 
 use ash::vk;
 
-use crate::dispatch::{self, KeyMap};
-use crate::entry::{self, fault, guard, try_guard};
-use crate::error::Error;
-use crate::extensions::{self, Support, INSTANCE_FOR_1_0};
-use crate::formats::PhysicalDeviceFns;
-use crate::loader::InstanceChain;
-use crate::settings::Settings;
-use crate::stats::{self, Counter};
+use super::caps::PhysicalDeviceFns;
+use super::extensions::{self, INSTANCE_FOR_1_0};
+use super::support::{self, Support};
+use super::Next;
+use crate::plumbing::dispatch::KeyMap;
+use crate::plumbing::guard::{fault, try_guard};
+use crate::plumbing::loader::InstanceChain;
+use crate::plumbing::settings::Settings;
+use crate::plumbing::stats::{self, Counter};
+use crate::plumbing::{dispatch, log};
 
 /// Every live instance's state, by dispatch key (shared by its physical
 /// devices).
@@ -26,10 +29,17 @@ pub struct InstanceState {
     pub next_get_instance_proc_addr: vk::PFN_vkGetInstanceProcAddr,
     /// The next entity's instance commands.
     pub fns: ash::Instance,
-    /// The next entity's VK_KHR_surface and VK_KHR_get_surface_capabilities2
-    /// commands, for the surfaces the layer passes through.
+    /// The next entity's surface commands, for the surfaces the layer
+    /// passes through and for creating every surface.
     pub surface: ash::khr::surface::InstanceFn,
     pub surface2: ash::khr::get_surface_capabilities2::InstanceFn,
+    pub surface_counter: ash::ext::display_surface_counter::InstanceFn,
+    /// VK_KHR_swapchain's instance command (present rectangles).
+    pub swapchain_instance: ash::khr::swapchain::InstanceFn,
+    pub headless: ash::ext::headless_surface::InstanceFn,
+    pub wayland: ash::khr::wayland_surface::InstanceFn,
+    pub debug_report: ash::ext::debug_report::InstanceFn,
+    pub debug_utils: ash::ext::debug_utils::InstanceFn,
     /// The version the application asked for (1.0 when it did not say).
     pub api_version: u32,
     /// For applications of Vulkan 1.0: whether every extension of
@@ -46,20 +56,30 @@ struct PhysicalDeviceState {
     support: Support,
     /// Whether the log already says why the layer passes it through.
     reported: bool,
+    /// Set once a device of it was passed through for an extension the
+    /// layer refuses: from then on the driver answers for its surfaces.
+    driver_wsi: Option<String>,
 }
 
 impl InstanceState {
     /// Whether the layer could own swapchains on devices of `pd`, probed
     /// once; `report` is called with the reason the first time it cannot.
     pub fn support(&self, pd: vk::PhysicalDevice, report: impl FnOnce(&str)) -> Support {
-        let mut map = self
-            .physical_devices
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
+        let mut map = self.lock();
+        let probe = support::Instance {
+            fns: &self.fns,
+            api_version: self.api_version,
+            has_1_0_additions: self.has_1_0_additions,
+            pd_fns: self.pd_fns.as_ref(),
+        };
         let entry = map.entry(pd).or_insert_with(|| PhysicalDeviceState {
-            support: Support::probe(self, pd),
+            support: Support::probe(&probe, pd),
             reported: false,
+            driver_wsi: None,
         });
+        if let Some(why) = &entry.driver_wsi {
+            return Support::Missing(why.clone());
+        }
         if let Support::Missing(why) = &entry.support {
             if !entry.reported {
                 entry.reported = true;
@@ -68,71 +88,85 @@ impl InstanceState {
         }
         entry.support.clone()
     }
+
+    /// Whether the layer serves (would own the swapchains of) `pd`.
+    pub fn serves(&self, pd: vk::PhysicalDevice) -> bool {
+        !self.settings.platforms.is_empty()
+            && matches!(self.support(pd, |_| {}), Support::Ready { .. })
+    }
+
+    /// Hands `pd`'s surfaces to the driver for good: a device of it was
+    /// passed through because the application enabled `extension`, and
+    /// the application must not make the driver's swapchains from the
+    /// layer's answers.
+    pub fn hand_to_driver(&self, pd: vk::PhysicalDevice, extension: &CStr) {
+        let why = format!(
+            "the application enabled {}, which the layer refuses",
+            extension.to_string_lossy()
+        );
+        let mut map = self.lock();
+        let entry = map.entry(pd).or_insert_with(|| PhysicalDeviceState {
+            support: Support::Missing(why.clone()),
+            reported: true,
+            driver_wsi: None,
+        });
+        entry.driver_wsi = Some(why);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<vk::PhysicalDevice, PhysicalDeviceState>> {
+        self.physical_devices
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
 }
 
-/// The commands the layer answers even without an instance.
-pub fn global(name: &[u8]) -> Option<*const c_void> {
-    Some(match name {
-        b"vkGetInstanceProcAddr" => entry::get_instance_proc_addr as *const c_void,
-        b"vkCreateInstance" => create_instance as *const c_void,
-        _ => return None,
-    })
+#[derive(Debug, thiserror::Error)]
+pub enum CreateError {
+    #[error("the loader passed no layer link in the create info (not loaded by a Vulkan loader?)")]
+    NoLoaderLink,
+    #[error("the next layer or driver has no {0}")]
+    MissingCommand(&'static str),
+    #[error(transparent)]
+    TooMany(#[from] dispatch::Full),
+    #[error("the {0} is not one this layer has seen created")]
+    UnknownHandle(&'static str),
+    #[error("{0} failed: {1}")]
+    Vulkan(&'static str, vk::Result),
 }
 
-/// The instance-level commands the layer intercepts.
-pub fn intercepted(name: &[u8]) -> Option<*const c_void> {
-    Some(match name {
-        b"vkDestroyInstance" => destroy_instance as *const c_void,
-        b"vkCreateDevice" => crate::device::create_device as *const c_void,
-        b"vkGetDeviceProcAddr" => entry::get_device_proc_addr as *const c_void,
-        _ => return crate::surface::intercepted(name),
-    })
+impl CreateError {
+    /// The result a creation command returns for this error.
+    pub fn result(&self) -> vk::Result {
+        match self {
+            CreateError::NoLoaderLink
+            | CreateError::MissingCommand(_)
+            | CreateError::UnknownHandle(_) => vk::Result::ERROR_INITIALIZATION_FAILED,
+            CreateError::TooMany(_) => vk::Result::ERROR_OUT_OF_HOST_MEMORY,
+            CreateError::Vulkan(_, r) => *r,
+        }
+    }
 }
 
-unsafe extern "system" fn create_instance(
-    p_create_info: *const vk::InstanceCreateInfo<'_>,
+/// `vkCreateInstance` through the chain, with the extensions the layer needs.
+///
+/// # Safety
+/// The loader's arguments of `vkCreateInstance`.
+pub unsafe fn create(
+    info: &vk::InstanceCreateInfo<'_>,
     p_allocator: *const vk::AllocationCallbacks<'_>,
     p_instance: *mut vk::Instance,
-) -> vk::Result {
-    entry::install_panic_hook();
-    guard(
-        "vkCreateInstance",
-        vk::Result::ERROR_INITIALIZATION_FAILED,
-        || {
-            // SAFETY: the loader passes valid create-info and handle pointers.
-            match unsafe { create(p_create_info, p_allocator, p_instance) } {
-                Ok(()) => vk::Result::SUCCESS,
-                Err(e) => {
-                    if !matches!(e, Error::Vulkan(..)) {
-                        tracing::error!("vkCreateInstance: {e}");
-                    }
-                    e.result()
-                }
-            }
-        },
-    )
-}
-
-unsafe fn create(
-    p_create_info: *const vk::InstanceCreateInfo<'_>,
-    p_allocator: *const vk::AllocationCallbacks<'_>,
-    p_instance: *mut vk::Instance,
-) -> Result<(), Error> {
-    // SAFETY: the loader passes a valid create info.
-    let info = unsafe { &*p_create_info };
-    // SAFETY: as above.
-    let chain = unsafe { InstanceChain::advance(info) }.ok_or(Error::NoLoaderLink)?;
+) -> Result<(), CreateError> {
+    // SAFETY: the loader's create info.
+    let chain = unsafe { InstanceChain::advance(info) }.ok_or(CreateError::NoLoaderLink)?;
     let next_gipa = chain.next_get_instance_proc_addr;
-    // SAFETY: vkCreateInstance is a global command of the next entity.
-    let next_create: vk::PFN_vkCreateInstance = unsafe {
-        std::mem::transmute(
-            next_gipa(vk::Instance::null(), c"vkCreateInstance".as_ptr())
-                .ok_or(Error::MissingCommand("vkCreateInstance"))?,
-        )
-    };
+    // SAFETY: global commands of the next entity.
+    let global = |name: &CStr| unsafe { next_gipa(vk::Instance::null(), name.as_ptr()) };
+    let entry = Next(&global)
+        .table(&[c"vkCreateInstance"], |f| ash::EntryFnV1_0::load(f))
+        .ok_or(CreateError::MissingCommand("vkCreateInstance"))?;
 
     let (settings, warnings) = Settings::from_process();
-    crate::log::configure(&settings.log);
+    log::configure(&settings.log);
     warn_once(warnings);
     stats::configure(&settings);
     fault("create_instance");
@@ -174,9 +208,9 @@ unsafe fn create(
     let reservation = INSTANCES.reserve()?;
     // SAFETY: the caller's pointers, with the chain advanced for the next
     // entity, and the copied create info.
-    let result = unsafe { next_create(&modified, p_allocator, p_instance) };
+    let result = unsafe { (entry.create_instance)(&modified, p_allocator, p_instance) };
     if result != vk::Result::SUCCESS {
-        return Err(Error::Vulkan("vkCreateInstance", result));
+        return Err(CreateError::Vulkan("vkCreateInstance", result));
     }
     // From here on nothing may fail: loaders disagree on cleaning up after a
     // layer that fails once the chain below succeeded (1.3.239 double-frees
@@ -186,33 +220,26 @@ unsafe fn create(
     let handle = unsafe { *p_instance };
     // SAFETY: the instance was just created by the next entity, whose
     // vkGetInstanceProcAddr answers for it.
-    let fns = unsafe {
-        ash::Instance::load_with(
-            |name| std::mem::transmute(next_gipa(handle, name.as_ptr())),
-            handle,
-        )
-    };
+    let lookup = |name: &CStr| unsafe { next_gipa(handle, name.as_ptr()) };
+    let next = Next(&lookup);
+    // SAFETY: as above.
+    let fns = unsafe { ash::Instance::load_with(|name| next.ptr(name), handle) };
     let khr = api_version < vk::API_VERSION_1_1;
     let pd_fns = (!khr || has_1_0_additions)
-        .then(|| {
-            // SAFETY: the instance is alive and these are instance commands.
-            PhysicalDeviceFns::load(khr, |name| unsafe { next_gipa(handle, name.as_ptr()) })
-        })
+        .then(|| PhysicalDeviceFns::load(khr, &next))
         .flatten();
-    // SAFETY: the instance is alive; each name's command has the type of
-    // the field it goes in.
-    let load = |name: &std::ffi::CStr| unsafe {
-        std::mem::transmute::<vk::PFN_vkVoidFunction, *const c_void>(next_gipa(
-            handle,
-            name.as_ptr(),
-        ))
-    };
     let state = InstanceState {
         handle,
         next_get_instance_proc_addr: next_gipa,
         fns,
-        surface: ash::khr::surface::InstanceFn::load(load),
-        surface2: ash::khr::get_surface_capabilities2::InstanceFn::load(load),
+        surface: ash::khr::surface::InstanceFn::load(|n| next.ptr(n)),
+        surface2: ash::khr::get_surface_capabilities2::InstanceFn::load(|n| next.ptr(n)),
+        surface_counter: ash::ext::display_surface_counter::InstanceFn::load(|n| next.ptr(n)),
+        swapchain_instance: ash::khr::swapchain::InstanceFn::load(|n| next.ptr(n)),
+        headless: ash::ext::headless_surface::InstanceFn::load(|n| next.ptr(n)),
+        wayland: ash::khr::wayland_surface::InstanceFn::load(|n| next.ptr(n)),
+        debug_report: ash::ext::debug_report::InstanceFn::load(|n| next.ptr(n)),
+        debug_utils: ash::ext::debug_utils::InstanceFn::load(|n| next.ptr(n)),
         api_version,
         has_1_0_additions,
         pd_fns,
@@ -227,21 +254,18 @@ unsafe fn create(
     stats::count(Counter::InstancesCreated);
     try_guard("vkCreateInstance", "the instance works", || {
         fault("instance_created");
+        let additions = if added.is_empty() {
+            String::new()
+        } else {
+            let names: Vec<_> = added.iter().map(|n| n.to_string_lossy()).collect();
+            format!(
+                "; enabled [{}] for an application of Vulkan 1.0",
+                names.join(", ")
+            )
+        };
         tracing::info!(
-            "instance created; platforms {platforms}, sync {}{}",
-            sync.name(),
-            if added.is_empty() {
-                String::new()
-            } else {
-                format!(
-                    "; enabled [{}] for an application of Vulkan 1.0",
-                    added
-                        .iter()
-                        .map(|n| n.to_string_lossy())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )
-            }
+            "instance created; platforms {platforms}, sync {}{additions}",
+            sync.name()
         );
     });
     Ok(())
@@ -261,22 +285,30 @@ fn warn_once(warnings: Vec<String>) {
     }
 }
 
-unsafe extern "system" fn destroy_instance(
-    instance: vk::Instance,
-    p_allocator: *const vk::AllocationCallbacks<'_>,
-) {
-    guard("vkDestroyInstance", (), || {
-        if instance == vk::Instance::null() {
-            return;
-        }
-        // SAFETY: the instance is valid until the next entity destroys it.
-        let Some(state) = INSTANCES.remove(unsafe { dispatch::key(instance) }) else {
-            tracing::error!("vkDestroyInstance: unknown instance; cannot call down");
-            return;
-        };
-        // SAFETY: the application hands the instance over for destruction.
-        unsafe { (state.fns.fp_v1_0().destroy_instance)(instance, p_allocator) };
-        stats::count(Counter::InstancesDestroyed);
-        fault("destroy_instance");
-    })
+/// The instance of a live dispatchable handle (an instance or one of its
+/// physical devices), if the layer saw it created.
+///
+/// # Safety
+/// `handle` is a live dispatchable handle.
+pub unsafe fn of<H: vk::Handle>(handle: H) -> Option<&'static InstanceState> {
+    // SAFETY: the caller passes a live handle; instances outlive their
+    // physical devices, and the state lives until vkDestroyInstance.
+    unsafe { INSTANCES.get(dispatch::key(handle)) }
+}
+
+/// `vkDestroyInstance`: takes the state out and calls down.
+///
+/// # Safety
+/// The application's arguments of `vkDestroyInstance`, with a non-null
+/// instance.
+pub unsafe fn destroy(instance: vk::Instance, p_allocator: *const vk::AllocationCallbacks<'_>) {
+    // SAFETY: the instance is valid until the next entity destroys it.
+    let Some(state) = INSTANCES.remove(unsafe { dispatch::key(instance) }) else {
+        tracing::error!("vkDestroyInstance: unknown instance; cannot call down");
+        return;
+    };
+    // SAFETY: the application hands the instance over for destruction.
+    unsafe { (state.fns.fp_v1_0().destroy_instance)(instance, p_allocator) };
+    stats::count(Counter::InstancesDestroyed);
+    fault("destroy_instance");
 }

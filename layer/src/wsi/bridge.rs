@@ -14,6 +14,12 @@
 //!   acquire waits with `poll(2)` on the dma-buf ([`wait_for_writer`]) and
 //!   imports an already signalled payload (`None`).
 //!
+//! * Consumers (through the platform interface): a consumer that waits for
+//!   implicit fences as a compositor's GPU would asks [`render_done`] or
+//!   polls [`render_done_poll`]; the release fence of an explicit-sync
+//!   protocol goes into the dma-buf as a read fence ([`carry_release_fence`]);
+//!   a capture reads the pixels under [`cpu_read`].
+//!
 //! The kernel half takes plain dma-bufs and sync_files, so tests can feed
 //! it a pending vgem fence in place of a driver's export.
 
@@ -21,10 +27,11 @@ use std::os::fd::{AsFd, FromRawFd, IntoRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use ash::vk;
-use syncfile::{Access, DmaBuf, SyncFile};
+use rustix::event::{PollFd, PollFlags};
+use syncfile::{Access, CpuAccess, DmaBuf, SyncFile};
 
-use crate::device::ExtFns;
-use crate::stats::{self, Counter, Wait};
+use crate::plumbing::stats::{self, Counter, Wait};
+use crate::vulkan::device::ExtFns;
 
 /// A driver export that took longer than this waited for the GPU (lavapipe
 /// waits for the whole device), and is counted as a CPU wait.
@@ -99,7 +106,7 @@ pub unsafe fn export_semaphore(
     let mut fd = -1;
     let start = Instant::now();
     // SAFETY: the caller's semaphore and device; fd is valid for writing.
-    let r = unsafe { (ext.get_semaphore_fd)(device, &info, &mut fd) };
+    let r = unsafe { (ext.semaphore_fd.get_semaphore_fd_khr)(device, &info, &mut fd) };
     let took = start.elapsed();
     if took > SLOW_EXPORT {
         stats::waited(Wait::DriverSemaphoreExport, took);
@@ -150,7 +157,7 @@ pub unsafe fn import_acquire(
             .handle_type(vk::ExternalSemaphoreHandleTypeFlags::SYNC_FD)
             .fd(fd);
         // SAFETY: the caller's semaphore; fd is a sync_file or -1.
-        let r = unsafe { (ext.import_semaphore_fd)(device, &info) };
+        let r = unsafe { (ext.semaphore_fd.import_semaphore_fd_khr)(device, &info) };
         if r != vk::Result::SUCCESS {
             close_raw(fd);
             drop(for_fence);
@@ -166,7 +173,7 @@ pub unsafe fn import_acquire(
             .handle_type(vk::ExternalFenceHandleTypeFlags::SYNC_FD)
             .fd(fd);
         // SAFETY: the caller's fence; fd is a sync_file or -1.
-        let r = unsafe { (ext.import_fence_fd)(device, &info) };
+        let r = unsafe { (ext.fence_fd.import_fence_fd_khr)(device, &info) };
         if r != vk::Result::SUCCESS {
             close_raw(fd);
             return Err(r);
@@ -174,6 +181,48 @@ pub unsafe fn import_acquire(
         stats::count(Counter::ImportedIntoFences);
     }
     Ok(())
+}
+
+/// Consumer: whether the render into `dma_buf` is done (every writer's
+/// fence has signalled), so an implicit-sync reader may look.
+pub fn render_done<Fd: AsFd>(dma_buf: &DmaBuf<Fd>) -> syncfile::Result<bool> {
+    dma_buf.is_ready(Access::Read)
+}
+
+/// Consumer: waits until the render into `dma_buf` is done or `timeout`
+/// passes (`None`: for as long as it takes); `Ok(false)` if it passed.
+pub fn wait_for_render<Fd: AsFd>(
+    dma_buf: &DmaBuf<Fd>,
+    timeout: Option<Duration>,
+) -> syncfile::Result<bool> {
+    dma_buf.wait(Access::Read, timeout)
+}
+
+/// Consumer: what to `poll(2)` to wake when the render into `dma_buf` is
+/// done, together with whatever else the consumer waits for.
+pub fn render_done_poll<Fd: AsFd>(dma_buf: &DmaBuf<Fd>) -> PollFd<'_> {
+    PollFd::from_borrowed_fd(dma_buf.as_fd(), PollFlags::IN)
+}
+
+/// Consumer: carries the release fence of an explicit-sync protocol into
+/// the image's dma-buf, as a *read* fence: that is what it is (the
+/// consumer reading the image), so the next writer's export (acquire's
+/// WRITE export, which returns readers and writers) waits for it, while a
+/// reader would not. Fences are only ever added, so this cannot shorten
+/// any wait already there.
+pub fn carry_release_fence<Fd: AsFd>(
+    dma_buf: &DmaBuf<Fd>,
+    release: &SyncFile,
+) -> syncfile::Result<()> {
+    dma_buf.import_sync_file(release, Access::Read)?;
+    stats::count(Counter::ImportedIntoDmaBufsRead);
+    Ok(())
+}
+
+/// Consumer: CPU read access to `dma_buf` (cache coherency for a mapping),
+/// for as long as the returned guard lives.
+pub fn cpu_read<Fd: AsFd>(dma_buf: &DmaBuf<Fd>) -> syncfile::Result<CpuAccess<'_, Fd>> {
+    dma_buf.cpu_access(Access::Read)
 }
 
 /// The descriptor of `f` for an import, which takes it on success; -1

@@ -24,11 +24,11 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use rustix::mm::{MapFlags, ProtFlags};
-use syncfile::Access;
 
-use crate::backend::BackendImage;
-use crate::settings::Settings;
-use crate::stats::{self, Counter};
+use super::bridge;
+use super::platform::ConsumerImage;
+use crate::plumbing::settings::Settings;
+use crate::plumbing::stats::{self, Counter};
 
 /// `DRM_FORMAT_MOD_LINEAR`.
 pub const LINEAR: u64 = 0;
@@ -81,14 +81,14 @@ impl Capture {
 
     /// Writes frame `seq` from `image`, whose write fence has signalled;
     /// logs the first failure and counts the successes.
-    pub fn write(&self, seq: u64, image: &BackendImage, opaque: bool) {
+    pub fn write(&self, seq: u64, image: &ConsumerImage, opaque: bool) {
         match self.try_write(seq, image, opaque) {
             Ok(()) => stats::count(Counter::FramesCaptured),
             Err(e) => warn_once(&format!("cannot capture frame {seq}: {e}")),
         }
     }
 
-    fn try_write(&self, seq: u64, image: &BackendImage, opaque: bool) -> Result<(), CaptureError> {
+    fn try_write(&self, seq: u64, image: &ConsumerImage, opaque: bool) -> Result<(), CaptureError> {
         let pixels = read_rgba(image, opaque)?;
         let path = self.path(seq);
         let tmp = self.dir.join(format!(".frame-{seq:06}.png.tmp"));
@@ -105,14 +105,15 @@ fn warn_once(message: &str) {
 }
 
 /// The image's pixels as tightly packed R, G, B, A bytes.
-fn read_rgba(image: &BackendImage, opaque: bool) -> Result<Vec<u8>, CaptureError> {
-    if image.modifier != LINEAR {
-        return Err(CaptureError::NotLinear(image.modifier));
+fn read_rgba(image: &ConsumerImage, opaque: bool) -> Result<Vec<u8>, CaptureError> {
+    let buffer = &image.buffer;
+    if buffer.modifier != LINEAR {
+        return Err(CaptureError::NotLinear(buffer.modifier));
     }
     let (w, h) = (image.extent.width as usize, image.extent.height as usize);
-    let stride = usize::try_from(image.stride).map_err(|_| CaptureError::Layout)?;
-    let offset = usize::try_from(image.offset).map_err(|_| CaptureError::Layout)?;
-    let size = usize::try_from(image.size).map_err(|_| CaptureError::Layout)?;
+    let stride = usize::try_from(buffer.stride).map_err(|_| CaptureError::Layout)?;
+    let offset = usize::try_from(buffer.offset).map_err(|_| CaptureError::Layout)?;
+    let size = usize::try_from(buffer.size).map_err(|_| CaptureError::Layout)?;
     let len = offset.checked_add(size).ok_or(CaptureError::Layout)?;
     // The last row needs only its pixels, not a whole stride.
     let needed = stride
@@ -130,13 +131,13 @@ fn read_rgba(image: &BackendImage, opaque: bool) -> Result<Vec<u8>, CaptureError
             len,
             ProtFlags::READ,
             MapFlags::SHARED,
-            image.dma_buf.as_fd(),
+            buffer.dma_buf.as_fd(),
             0,
         )
     }
     .map_err(CaptureError::Map)?;
     let mapping = Mapping { ptr: map, len };
-    let access = image.dma_buf.cpu_access(Access::Read)?;
+    let access = bridge::cpu_read(&buffer.dma_buf)?;
     // SAFETY: the mapping is `len` bytes long and readable until dropped.
     let bytes = unsafe { std::slice::from_raw_parts(mapping.ptr.cast::<u8>(), mapping.len) };
     let mut out = Vec::with_capacity(w * h * 4);

@@ -1,52 +1,107 @@
-//! The window systems: one trait every backend implements, and the
-//! backend of each platform.
+//! The platform interface: what the WSI core asks of a window system, and
+//! what a window system may ask of the core. One implementation per
+//! platform (`crate::platform`); none of them makes a Vulkan call or has
+//! sync code of its own.
 //!
-//! The platform-independent swapchain owns the images, their state machine
-//! and the sync bridge; a backend only answers for its surfaces and
-//! consumes presented images:
-//!
-//! * surface queries: [`Backend::capabilities`], [`Backend::present_modes`],
-//!   and which DRM format modifiers its consumer reads
-//!   ([`Backend::accepts_modifier`]);
-//! * [`Backend::create_presenter`] starts consuming one swapchain's images;
-//! * [`Presenter::present`] hands over one image whose dma-buf already
-//!   carries the render's write fence, with the same fence as a sync_file
-//!   for consumers that speak an explicit-sync protocol;
-//! * the backend gives images back with [`Pool::release`] and reports a
-//!   surface that is out of date or lost with [`Pool::set_status`], from
-//!   its own thread;
-//! * [`Presenter::wait_for_release`] is how an acquire waits, within its
-//!   timeout, for the backend to release an image; a backend that must
-//!   read window-system events on the acquiring thread overrides it.
+//! * A [`PlatformSurface`] is one surface the layer owns: it answers the
+//!   surface queries (capabilities, present modes, which DRM format
+//!   modifiers its consumer reads), says who allocates its images' memory
+//!   (the Vulkan driver, exported as a dma-buf, or the consumer through an
+//!   [`Allocator`], imported into Vulkan), and starts a [`Presenter`] for
+//!   each swapchain.
+//! * [`Presenter::present`] runs on the application's thread, inside
+//!   `vkQueuePresentKHR`: every request on an application-owned object
+//!   (its `wl_surface`, its X window) is made there and nowhere else. The
+//!   image's dma-buf already carries the render's write fence; the same
+//!   fence comes as a sync_file for consumers that speak explicit sync.
+//! * The consumer gives images back through [`Returns`] (with the release
+//!   fence of an explicit-sync protocol, which the core carries into the
+//!   dma-buf), from whatever thread it learns it on, and reports a surface
+//!   that is out of date or lost the same way.
 
-pub mod headless;
-pub mod wayland;
-mod worker;
-
-use std::time::Instant;
+use std::sync::Arc;
 
 use ash::vk;
 use syncfile::{DmaBuf, SyncFile};
 
-use crate::formats::{Format, SwapchainCaps};
-use crate::settings::{Platform, Settings};
-use crate::surface::Surface;
-use crate::swapchain::pool::Pool;
+use crate::plumbing::settings::{Platform, Settings};
+use crate::vulkan::caps::{Format, SwapchainCaps};
 
-/// One swapchain image as a consumer sees it: a dma-buf (the backend's own
-/// descriptor) and how its single plane is laid out.
+/// One surface the layer owns.
+pub trait PlatformSurface: Send + Sync {
+    fn platform(&self) -> Platform;
+
+    /// Whether the window-system connection behind the surface has failed,
+    /// which makes the surface lost for good.
+    fn is_lost(&self) -> bool {
+        false
+    }
+
+    /// The surface's capabilities on a device whose swapchains can be made
+    /// of `caps`, for swapchains of present mode `mode` when the
+    /// application names one (`VkSurfacePresentModeEXT`, or the mode of
+    /// the swapchain being made), else for any.
+    fn capabilities(
+        &self,
+        caps: &SwapchainCaps,
+        mode: Option<vk::PresentModeKHR>,
+    ) -> vk::SurfaceCapabilitiesKHR;
+
+    /// The present modes it implements, in order of preference.
+    fn present_modes(&self) -> &'static [vk::PresentModeKHR];
+
+    /// Whether its consumer can read images of this format and modifier.
+    fn accepts_modifier(&self, format: Format, modifier: u64, settings: &Settings) -> bool;
+
+    /// Who allocates its swapchains' images: `None` for the Vulkan driver
+    /// (the memory is exported as a dma-buf), else the consumer's own
+    /// allocator (its buffers are imported into Vulkan).
+    fn allocator(&self, settings: &Settings) -> Option<Box<dyn Allocator>> {
+        let _ = settings;
+        None
+    }
+
+    /// Starts consuming the images of one swapchain.
+    fn create_presenter(
+        &self,
+        config: PresenterConfig<'_>,
+    ) -> Result<Box<dyn Presenter>, PlatformError>;
+}
+
+/// A consumer that allocates the buffers it reads (a KMS device's scan-out
+/// buffers, an X server's DRI3 device), for the core to import into Vulkan.
+pub trait Allocator: Send {
+    /// A single-plane buffer of `format` and `extent` with one of
+    /// `modifiers` (the driver's choices for the swapchain's usage, in its
+    /// order of preference).
+    fn allocate(
+        &self,
+        format: Format,
+        extent: vk::Extent2D,
+        modifiers: &[u64],
+    ) -> Result<Buffer, PlatformError>;
+}
+
+/// A single-plane dma-buf and its layout.
 #[derive(Debug)]
-pub struct BackendImage {
+pub struct Buffer {
     pub dma_buf: DmaBuf,
-    pub format: Format,
     pub modifier: u64,
-    pub extent: vk::Extent2D,
     /// Where the plane starts in the dma-buf, in bytes.
     pub offset: u64,
     /// Bytes from one row to the next.
     pub stride: u64,
     /// The plane's size in bytes.
     pub size: u64,
+}
+
+/// One swapchain image as its consumer sees it: the buffer (with a
+/// descriptor of the consumer's own) and what is in it.
+#[derive(Debug)]
+pub struct ConsumerImage {
+    pub buffer: Buffer,
+    pub format: Format,
+    pub extent: vk::Extent2D,
 }
 
 /// One presented image: its index, and the frame's number (presents since
@@ -59,28 +114,86 @@ pub struct Frame {
 
 /// What a presenter is made for.
 pub struct PresenterConfig<'a> {
-    pub images: Vec<BackendImage>,
+    pub images: Vec<ConsumerImage>,
     pub present_mode: vk::PresentModeKHR,
     pub composite_alpha: vk::CompositeAlphaFlagsKHR,
-    pub pool: std::sync::Arc<Pool>,
+    pub returns: Arc<dyn Returns>,
     pub settings: &'a Settings,
 }
 
+/// How a consumer gives a swapchain's images back and reports on its
+/// surface. The swapchain implements it; any thread may call it.
+pub trait Returns: Send + Sync {
+    /// The consumer is done with image `index`, or will be once
+    /// `release_fence` (from an explicit-sync protocol) signals.
+    fn release(&self, index: u32, release_fence: Option<SyncFile>);
+
+    /// Reports the surface's state: `SUBOPTIMAL_KHR`, or an error every
+    /// later acquire and present returns (`ERROR_OUT_OF_DATE_KHR`,
+    /// `ERROR_SURFACE_LOST_KHR`); errors stick.
+    fn set_status(&self, status: vk::Result);
+
+    /// What was last reported (`SUCCESS` at first).
+    fn status(&self) -> vk::Result;
+}
+
+/// One swapchain's connection to its window system.
+pub trait Presenter: Send + Sync {
+    /// Hands `frame` over, on the application's thread inside
+    /// `vkQueuePresentKHR`. Its dma-buf carries the render's write fence,
+    /// and `render` is that fence as a sync_file (`None` when the render is
+    /// known to be complete). Returns the result for the present, such as
+    /// `SUCCESS`, `SUBOPTIMAL_KHR` or `ERROR_OUT_OF_DATE_KHR`; on an error
+    /// the image is not the consumer's, and the caller releases it.
+    fn present(&self, frame: Frame, render: Option<&SyncFile>) -> vk::Result;
+
+    /// Whether its presents make requests on objects the application owns
+    /// (its `wl_surface`, its X window), which only the application's
+    /// thread may do: then the CPU fallback waits for the render inside
+    /// `vkQueuePresentKHR` rather than on a present thread.
+    fn uses_application_objects(&self) -> bool {
+        false
+    }
+
+    /// Stops consuming, on the application's thread: every image it holds
+    /// goes back, its threads end and its descriptors close. Later
+    /// presents are refused with `ERROR_OUT_OF_DATE_KHR`.
+    fn stop(&self);
+}
+
 #[derive(Debug, thiserror::Error)]
-pub enum BackendError {
+pub enum PlatformError {
+    /// The window system's connection is gone: the surface is lost.
+    #[error("the connection to the window system is lost: {0}")]
+    Lost(String),
+    /// The window system refuses what the swapchain needs, or does not
+    /// answer in time.
+    #[error("{0}")]
+    Refused(String),
     #[error("cannot start the {0} thread: {1}")]
     Thread(&'static str, std::io::Error),
     #[error("{0}")]
     Os(#[from] rustix::io::Errno),
-    #[error(transparent)]
-    Wayland(#[from] wayland::WaylandError),
+}
+
+impl PlatformError {
+    /// The result of a swapchain creation that failed with this error.
+    pub fn result(&self) -> vk::Result {
+        match self {
+            PlatformError::Lost(_) => vk::Result::ERROR_SURFACE_LOST_KHR,
+            PlatformError::Thread(..) => vk::Result::ERROR_OUT_OF_HOST_MEMORY,
+            PlatformError::Refused(_) | PlatformError::Os(_) => {
+                vk::Result::ERROR_INITIALIZATION_FAILED
+            }
+        }
+    }
 }
 
 /// The capabilities of a surface with no size of its own, whose swapchain's
 /// extent decides (headless, Wayland): any extent the device's images
 /// allow, one layer, no transform; `images` is the lowest and highest image
 /// count (0: no highest), `alpha` the ways its consumer reads alpha.
-fn sizeless_capabilities(
+pub fn sizeless_capabilities(
     caps: &SwapchainCaps,
     images: (u32, u32),
     alpha: vk::CompositeAlphaFlagsKHR,
@@ -108,65 +221,19 @@ fn sizeless_capabilities(
     }
 }
 
-/// One window system.
-pub trait Backend: Sync {
-    /// The surface's capabilities on a device whose swapchains can be made
-    /// of `caps`, for swapchains of present mode `mode` when the
-    /// application names one (`VkSurfacePresentModeEXT`, or the mode of
-    /// the swapchain being made), else for any.
-    fn capabilities(
-        &self,
-        surface: &Surface,
-        caps: &SwapchainCaps,
-        mode: Option<vk::PresentModeKHR>,
-    ) -> vk::SurfaceCapabilitiesKHR;
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-    /// The present modes it implements, in order of preference.
-    fn present_modes(&self, surface: &Surface) -> &'static [vk::PresentModeKHR];
-
-    /// Whether its consumer can read images of this format and modifier.
-    fn accepts_modifier(
-        &self,
-        surface: &Surface,
-        format: Format,
-        modifier: u64,
-        settings: &Settings,
-    ) -> bool;
-
-    /// Starts consuming the images of one swapchain.
-    fn create_presenter(
-        &self,
-        surface: &Surface,
-        config: PresenterConfig<'_>,
-    ) -> Result<Box<dyn Presenter>, BackendError>;
-}
-
-/// One swapchain's connection to its window system.
-pub trait Presenter: Send + Sync {
-    /// Hands `frame` over. Its dma-buf carries the render's write fence, and
-    /// `render` is that fence as a sync_file (`None` when the render is
-    /// known to be complete). Returns the result for the present, such as
-    /// `SUCCESS`, `SUBOPTIMAL_KHR` or `ERROR_OUT_OF_DATE_KHR`; on an error
-    /// the image is not the backend's, and the caller releases it.
-    fn present(&self, frame: Frame, render: Option<&SyncFile>) -> vk::Result;
-
-    /// Waits until `pool` may have a free image (its generation moved past
-    /// `generation`) or `deadline` passes.
-    fn wait_for_release(&self, pool: &Pool, generation: u64, deadline: Option<Instant>) {
-        pool.wait_for_release(generation, deadline);
-    }
-
-    /// Stops consuming: every image it holds goes back to the pool, its
-    /// threads end and its descriptors close. Later presents are refused
-    /// with `ERROR_OUT_OF_DATE_KHR`.
-    fn stop(&self);
-}
-
-/// The backend of `platform`, if the layer has one yet.
-pub fn for_platform(platform: Platform) -> Option<&'static dyn Backend> {
-    match platform {
-        Platform::Headless => Some(&headless::HEADLESS),
-        Platform::Wayland => Some(&wayland::WAYLAND),
-        Platform::X11 | Platform::Display => None,
+    #[test]
+    fn a_lost_connection_loses_the_surface_other_failures_do_not() {
+        assert_eq!(
+            PlatformError::Lost("Broken pipe".into()).result(),
+            vk::Result::ERROR_SURFACE_LOST_KHR
+        );
+        assert_eq!(
+            PlatformError::Refused("no such format".into()).result(),
+            vk::Result::ERROR_INITIALIZATION_FAILED
+        );
     }
 }

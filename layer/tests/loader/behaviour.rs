@@ -7,7 +7,9 @@ use std::process::Command;
 
 use libtest_mimic::{Completion, Failed};
 use serde_json::Value;
-use VkLayer_syncfile_wsi::manifest::{DEVICE_EXTENSIONS, INSTANCE_EXTENSIONS};
+use VkLayer_syncfile_wsi::manifest::{
+    DEVICE_EXTENSIONS, INSTANCE_EXTENSIONS, REFUSED_DEVICE_EXTENSIONS,
+};
 
 use crate::child::CANARY;
 use crate::common::validation::{check_canary, in_order, stack, VALIDATION};
@@ -44,16 +46,28 @@ fn active(s: &Scratch) -> Result<Value, Failed> {
     Ok(stats)
 }
 
-/// vulkaninfo's text minus what the manifests add (their extensions and
-/// the counts) and what changes between runs anyway.
+/// vulkaninfo's text minus what the layer declares (the extensions its
+/// manifests add, those it refuses with the feature and property blocks
+/// vulkaninfo prints for them, and the counts) and what changes between
+/// runs anyway.
 fn without_manifest_additions(text: &str) -> String {
     let added: Vec<&str> = INSTANCE_EXTENSIONS
         .iter()
         .chain(DEVICE_EXTENSIONS)
         .map(|e| e.name)
+        .chain(REFUSED_DEVICE_EXTENSIONS.iter().map(|(n, _)| *n))
         .collect();
     let counts_differ = !added.is_empty();
+    let mut in_refused_block = false;
     text.lines()
+        .filter(|l| {
+            if in_refused_block {
+                in_refused_block = !l.trim().is_empty();
+                return false;
+            }
+            in_refused_block = refused_block_header(l);
+            !in_refused_block
+        })
         .filter(|l| !added.iter().any(|a| l.contains(a)))
         // VK_EXT_memory_budget's figures change from one run to the next.
         .filter(|l| {
@@ -64,6 +78,32 @@ fn without_manifest_additions(text: &str) -> String {
         .filter(|l| !(counts_differ && l.contains("Extensions: count")))
         .collect::<Vec<_>>()
         .join("\n")
+}
+
+/// Whether `line` starts vulkaninfo's block for the features or properties
+/// structure of an extension the layer refuses (such as
+/// `VkPhysicalDeviceSwapchainMaintenance1FeaturesEXT:` for
+/// VK_EXT_swapchain_maintenance1), which it prints only for the extensions
+/// a device lists.
+fn refused_block_header(line: &str) -> bool {
+    let Some(name) = line
+        .trim()
+        .strip_prefix("VkPhysicalDevice")
+        .and_then(|n| n.strip_suffix(':'))
+    else {
+        return false;
+    };
+    let name = name.to_ascii_lowercase();
+    REFUSED_DEVICE_EXTENSIONS.iter().any(|(ext, _)| {
+        let stem: String = ext
+            .splitn(3, '_')
+            .nth(2)
+            .unwrap_or_default()
+            .replace('_', "")
+            .to_ascii_lowercase();
+        name.strip_prefix(&stem)
+            .is_some_and(|rest| rest.starts_with("features") || rest.starts_with("properties"))
+    })
 }
 
 pub fn vulkaninfo_unchanged(m: &Machine) -> Outcome {
@@ -116,18 +156,40 @@ pub fn ash_program_unchanged(m: &Machine) -> Outcome {
     let (mut without, _, _) = describe(&[], false)?;
     let (mut with, s, _) = describe(&[], true)?;
     active(&s)?;
-    let strip = |list: &mut Value, added: &[VkLayer_syncfile_wsi::manifest::Extension]| {
+    // The layer hides the device extensions it refuses from the devices it
+    // serves (lavapipe's VK_EXT_swapchain_maintenance1, for one).
+    let refused = |n: &str| REFUSED_DEVICE_EXTENSIONS.iter().any(|(r, _)| *r == n);
+    for d in with["devices"].as_array().into_iter().flatten() {
+        let shown: Vec<&str> = d["extensions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .filter(|n| refused(n))
+            .collect();
+        check(shown.is_empty(), || {
+            format!("the layer shows extensions it refuses: {shown:?}")
+        })?;
+    }
+    let strip = |list: &mut Value, gone: &dyn Fn(&str) -> bool| {
         if let Some(a) = list.as_array_mut() {
-            a.retain(|e| !added.iter().any(|x| e.as_str() == Some(x.name)));
+            a.retain(|e| !e.as_str().is_some_and(gone));
         }
     };
+    let in_manifest = |list: &'static [VkLayer_syncfile_wsi::manifest::Extension]| {
+        move |n: &str| list.iter().any(|x| x.name == n)
+    };
     // The manifest's extensions may be the driver's too (VK_KHR_swapchain
-    // is), so they are left out on both sides.
+    // is), so they are left out on both sides, as are the refused ones.
     for out in [&mut without, &mut with] {
-        strip(&mut out["instance_extensions"], INSTANCE_EXTENSIONS);
+        strip(
+            &mut out["instance_extensions"],
+            &in_manifest(INSTANCE_EXTENSIONS),
+        );
         if let Some(devices) = out["devices"].as_array_mut() {
             for d in devices {
-                strip(&mut d["extensions"], DEVICE_EXTENSIONS);
+                let manifest = in_manifest(DEVICE_EXTENSIONS);
+                strip(&mut d["extensions"], &|n| manifest(n) || refused(n));
             }
         }
     }

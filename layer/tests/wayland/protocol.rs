@@ -10,9 +10,10 @@ use libtest_mimic::{Completion, Failed};
 use syncfile::sources::{vgem::Vgem, Source};
 use syncfile::{Access, DmaBuf};
 use wayland_client::protocol::wl_buffer::WlBuffer;
+use VkLayer_syncfile_wsi::bridge;
 use VkLayer_syncfile_wsi::wayland::formats::{self, MOD_LINEAR, XRGB8888};
 use VkLayer_syncfile_wsi::wayland::{
-    display_failed, BufferDesc, Client, Plane, Release, SurfaceLink, WaylandError,
+    display_failed, BufferDesc, Client, Events, Offer, Plane, Release, SurfaceLink, WaylandError,
 };
 
 use crate::app::App;
@@ -36,19 +37,53 @@ fn start(args: &[&str], sources: &[Source]) -> Result<Result<(Weston, App), Outc
     Ok(Ok((weston, app)))
 }
 
-fn connect(app: &App) -> Result<Client, Failed> {
-    // SAFETY: the application's display outlives the client in every test.
-    Ok(unsafe { Client::connect(app.display_ptr(), TIMEOUT) }?)
+/// The layer's connection, as a swapchain has it: requests (any thread)
+/// and its own event queue, here both on the test's thread.
+struct Conn {
+    client: Client,
+    events: Events,
 }
 
-fn link(client: &Client, app: &App, explicit: bool) -> Result<SurfaceLink, WaylandError> {
+impl Conn {
+    fn offer(&self) -> &Offer {
+        self.client.offer()
+    }
+
+    fn create_buffer(&self, desc: &BufferDesc<'_>, image: u32) -> Result<WlBuffer, WaylandError> {
+        self.client.create_buffer(desc, image)
+    }
+
+    fn roundtrip(&mut self) -> Result<(), WaylandError> {
+        self.events.roundtrip()
+    }
+
+    fn dispatch(&mut self, timeout: Duration) -> Result<usize, WaylandError> {
+        self.events.dispatch(timeout, None)
+    }
+
+    fn frames_done(&self) -> u64 {
+        self.events.frames_done()
+    }
+
+    fn take_released(&mut self) -> Vec<(u32, Release)> {
+        self.events.take_released()
+    }
+}
+
+fn connect(app: &App) -> Result<Conn, Failed> {
+    // SAFETY: the application's display outlives the client in every test.
+    let (client, events) = unsafe { Client::connect(app.display_ptr(), TIMEOUT) }?;
+    Ok(Conn { client, events })
+}
+
+fn link(conn: &Conn, app: &App, explicit: bool) -> Result<SurfaceLink, WaylandError> {
     // SAFETY: the application's surface outlives the link in every test.
-    unsafe { SurfaceLink::new(client, app.surface_ptr(), explicit) }
+    unsafe { SurfaceLink::new(&conn.client, app.surface_ptr(), explicit) }
 }
 
 /// Two 64×64 XRGB8888 LINEAR images and their `wl_buffer`s, accepted by the
 /// compositor.
-fn images(client: &mut Client) -> Result<Vec<(DmaBuf, WlBuffer)>, Failed> {
+fn images(client: &mut Conn) -> Result<Vec<(DmaBuf, WlBuffer)>, Failed> {
     let mut out = Vec::new();
     for i in 0..2 {
         let dma = Source::Udmabuf.alloc((STRIDE * SIZE) as usize)?;
@@ -75,16 +110,16 @@ fn desc(dma: &DmaBuf, width: u32) -> BufferDesc<'_> {
 
 /// Dispatches the layer's queue until `done`, for at most `TIMEOUT`.
 fn wait(
-    client: &mut Client,
+    client: &mut Conn,
     what: &str,
-    mut done: impl FnMut(&mut Client) -> bool,
+    mut done: impl FnMut(&mut Conn) -> bool,
 ) -> Result<(), Failed> {
     let deadline = Instant::now() + TIMEOUT;
     while !done(client) {
         check(Instant::now() < deadline, || {
             format!("no {what} within {TIMEOUT:?}")
         })?;
-        client.dispatch(Duration::from_millis(100), None)?;
+        client.dispatch(Duration::from_millis(100))?;
     }
     Ok(())
 }
@@ -162,9 +197,9 @@ pub fn implicit_commit_frame_release() -> Outcome {
     let mut client = connect(&app)?;
     let link = link(&client, &app, false)?;
     let imgs = images(&mut client)?;
-    link.commit(&client, &imgs[0].1, 0, None, true)?;
+    link.commit(&client.client, &imgs[0].1, 0, None, true)?;
     wait(&mut client, "frame callback", |c| c.frames_done() >= 1)?;
-    link.commit(&client, &imgs[1].1, 1, None, true)?;
+    link.commit(&client.client, &imgs[1].1, 1, None, true)?;
     let mut released = Vec::new();
     wait(&mut client, "release of image 0", |c| {
         released.extend(c.take_released());
@@ -192,7 +227,7 @@ pub fn explicit_commit_and_release() -> Outcome {
     for (i, (dma, buffer)) in imgs.iter().enumerate() {
         // Idle images: the acquire fence is already signalled.
         let acquire = dma.export_sync_file(Access::Write)?;
-        link.commit(&client, buffer, i as u32, Some(&acquire), true)?;
+        link.commit(&client.client, buffer, i as u32, Some(&acquire), true)?;
         wait(&mut client, "frame callback", |c| {
             c.frames_done() > i as u64
         })?;
@@ -205,11 +240,15 @@ pub fn explicit_commit_and_release() -> Outcome {
             .any(|(i, r)| *i == 0 && !matches!(r, Release::Buffer))
     })?;
     eprintln!("releases with explicit sync: {released:?}");
-    for (i, r) in &released {
+    for (i, r) in released {
         // A fence the compositor returns goes into the image's dma-buf.
-        let added = r.carry_into(&imgs[*i as usize].0)?;
-        check(added == matches!(r, Release::Fenced(_)), || {
-            format!("{r:?}: {added}")
+        let fenced = matches!(r, Release::Fenced(_));
+        let added = match r.fence() {
+            Some(f) => bridge::carry_release_fence(&imgs[i as usize].0, &f).map(|()| true)?,
+            None => false,
+        };
+        check(added == fenced, || {
+            format!("image {i}: fenced {fenced}, added {added}")
         })?;
     }
     client.roundtrip()?;
@@ -225,12 +264,13 @@ pub fn release_fence_holds_next_writer() -> Outcome {
     }
     let dma = Source::Udmabuf.alloc(4096)?;
     let (fence, pending) = Vgem::open()?.pending_sync_file()?;
-    check(!Release::Immediate.carry_into(&dma)?, || {
-        "immediate release added a fence".into()
+    check(Release::Immediate.fence().is_none(), || {
+        "immediate release has a fence".into()
     })?;
-    check(Release::Fenced(pending).carry_into(&dma)?, || {
-        "fenced release added none".into()
-    })?;
+    let fence_of_release = Release::Fenced(pending)
+        .fence()
+        .ok_or("fenced release has no fence")?;
+    bridge::carry_release_fence(&dma, &fence_of_release)?;
     // The next writer (the acquire side's WRITE export) waits for the
     // compositor's reads; another reader does not.
     check(!dma.export_sync_file(Access::Write)?.is_signaled()?, || {
@@ -264,7 +304,7 @@ pub fn protocol_error_is_lost() -> Outcome {
     check(started.elapsed() < TIMEOUT, || {
         "the error took the whole timeout".into()
     })?;
-    let commit = link.commit(&client, &buffer, 0, None, true);
+    let commit = link.commit(&client.client, &buffer, 0, None, true);
     check(matches!(commit, Err(WaylandError::Lost(_))), || {
         format!("{commit:?}")
     })?;
@@ -283,11 +323,11 @@ pub fn killed_compositor_is_lost() -> Outcome {
     let mut client = connect(&app)?;
     let link = link(&client, &app, false)?;
     let imgs = images(&mut client)?;
-    link.commit(&client, &imgs[0].1, 0, None, true)?;
+    link.commit(&client.client, &imgs[0].1, 0, None, true)?;
     weston.kill()?;
     let started = Instant::now();
     let lost = loop {
-        match client.dispatch(Duration::from_millis(200), None) {
+        match client.dispatch(Duration::from_millis(200)) {
             Err(e) => break e,
             Ok(_) => check(started.elapsed() < TIMEOUT, || {
                 "no error after weston died".into()
@@ -297,7 +337,7 @@ pub fn killed_compositor_is_lost() -> Outcome {
     check(matches!(lost, WaylandError::Lost(_)), || {
         format!("{lost:?}")
     })?;
-    let commit = link.commit(&client, &imgs[1].1, 1, None, true);
+    let commit = link.commit(&client.client, &imgs[1].1, 1, None, true);
     check(matches!(commit, Err(WaylandError::Lost(_))), || {
         format!("{commit:?}")
     })?;

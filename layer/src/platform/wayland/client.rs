@@ -86,14 +86,24 @@ pub(super) struct State {
     pub(super) released: Vec<(u32, Release)>,
 }
 
+/// The layer's requests on the application's display: its globals and
+/// what the compositor offers. Any thread may send requests; see
+/// [`Events`] for what comes back.
 pub struct Client {
     conn: Connection,
-    queue: EventQueue<State>,
-    pub(super) state: State,
+    qh: QueueHandle<State>,
     pub(super) dmabuf: Option<dmabuf::ZwpLinuxDmabufV1>,
     pub(super) explicit: Option<explicit::ZwpLinuxExplicitSynchronizationV1>,
     feedback: Option<feedback::ZwpLinuxDmabufFeedbackV1>,
     offer: Offer,
+}
+
+/// The layer's own event queue on the application's display and what it
+/// has received; one thread at a time dispatches it.
+pub struct Events {
+    conn: Connection,
+    queue: EventQueue<State>,
+    pub(super) state: State,
     /// How long any one wait on the compositor may take.
     timeout: Duration,
     roundtrips: u64,
@@ -132,8 +142,11 @@ impl Client {
     ///
     /// # Safety
     /// `display` is a live `wl_display*` that outlives the returned client
-    /// (Vulkan requires it to outlive the surface).
-    pub unsafe fn connect(display: *mut c_void, timeout: Duration) -> Result<Self, WaylandError> {
+    /// and events (Vulkan requires it to outlive the surface).
+    pub unsafe fn connect(
+        display: *mut c_void,
+        timeout: Duration,
+    ) -> Result<(Client, Events), WaylandError> {
         if display.is_null() {
             return Err(WaylandError::BadHandle);
         }
@@ -146,25 +159,29 @@ impl Client {
         let conn = Connection::from_backend(backend);
         let queue = conn.new_event_queue();
         let mut client = Client {
-            conn,
-            queue,
-            state: State::default(),
+            conn: conn.clone(),
+            qh: queue.handle(),
             dmabuf: None,
             explicit: None,
             feedback: None,
             offer: Offer::default(),
+        };
+        let mut events = Events {
+            conn,
+            queue,
+            state: State::default(),
             timeout,
             roundtrips: 0,
         };
-        client.bind_globals()?;
-        Ok(client)
+        client.bind_globals(&mut events)?;
+        Ok((client, events))
     }
 
-    fn bind_globals(&mut self) -> Result<(), WaylandError> {
-        let qh = self.queue.handle();
+    fn bind_globals(&mut self, events: &mut Events) -> Result<(), WaylandError> {
+        let qh = self.qh.clone();
         let registry = self.conn.display().get_registry(&qh, ());
-        self.roundtrip()?;
-        let globals = std::mem::take(&mut self.state.globals);
+        events.roundtrip()?;
+        let globals = std::mem::take(&mut events.state.globals);
         for (name, interface, version) in &globals {
             match interface.as_str() {
                 "zwp_linux_dmabuf_v1" if *version >= DMABUF_MIN_VERSION => {
@@ -191,14 +208,14 @@ impl Client {
         // v3 sends its modifier events right after the bind; v4's default
         // feedback ends with `done`.
         if self.feedback.is_some() {
-            self.dispatch_until("the dma-buf feedback", |s| s.feedback_done.is_some())?;
-            if let Some(Err(e)) = self.state.feedback_done.take() {
+            events.dispatch_until("the dma-buf feedback", |s| s.feedback_done.is_some())?;
+            if let Some(Err(e)) = events.state.feedback_done.take() {
                 return Err(WaylandError::FormatTable(e));
             }
         } else {
-            self.roundtrip()?;
+            events.roundtrip()?;
         }
-        self.offer.formats = self.state.formats.clone();
+        self.offer.formats = events.state.formats.clone();
         tracing::debug!(
             "compositor: zwp_linux_dmabuf_v1 v{} with {} format/modifier pairs, explicit sync {}, drm syncobj {}",
             self.offer.dmabuf_version,
@@ -218,25 +235,40 @@ impl Client {
     }
 
     pub(super) fn handle(&self) -> QueueHandle<State> {
-        self.queue.handle()
+        self.qh.clone()
     }
 
     /// Fails once the connection has failed: a protocol error (on any
     /// object, the application's included) or a broken socket.
     pub fn check(&self) -> Result<(), WaylandError> {
-        match self.conn.backend().last_error() {
-            Some(e) => Err(lost(e)),
-            None => Ok(()),
-        }
+        check(&self.conn)
     }
 
     /// Sends the queued requests; a full socket buffer is not an error (the
     /// next flush or dispatch sends the rest).
     pub fn flush(&self) -> Result<(), WaylandError> {
-        match self.conn.flush() {
-            Err(Wire::Io(e)) if e.kind() == ErrorKind::WouldBlock => Ok(()),
-            r => r.map_err(lost),
-        }
+        flush(&self.conn)
+    }
+}
+
+fn check(conn: &Connection) -> Result<(), WaylandError> {
+    match conn.backend().last_error() {
+        Some(e) => Err(lost(e)),
+        None => Ok(()),
+    }
+}
+
+fn flush(conn: &Connection) -> Result<(), WaylandError> {
+    match conn.flush() {
+        Err(Wire::Io(e)) if e.kind() == ErrorKind::WouldBlock => Ok(()),
+        r => r.map_err(lost),
+    }
+}
+
+impl Events {
+    /// Fails once the connection has failed, as [`Client::check`].
+    pub fn check(&self) -> Result<(), WaylandError> {
+        check(&self.conn)
     }
 
     /// Dispatches the layer's queue: the events already received, or else
@@ -253,7 +285,7 @@ impl Client {
         if n > 0 {
             return Ok(n);
         }
-        self.flush()?;
+        flush(&self.conn)?;
         let Some(guard) = self.queue.prepare_read() else {
             // Another thread read events for this queue meanwhile.
             return self.dispatch_pending();

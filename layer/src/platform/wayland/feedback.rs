@@ -95,7 +95,7 @@ fn read_format_table(fd: &OwnedFd, size: u32) -> std::io::Result<Vec<(Fourcc, u6
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backend::wayland::formats::{preferred_modifiers, ARGB8888, MOD_LINEAR, XRGB8888};
+    use crate::platform::wayland::formats::{preferred_modifiers, ARGB8888, MOD_LINEAR, XRGB8888};
 
     const TILED: u64 = 0x0100_0000_0000_0002;
 

@@ -6,7 +6,7 @@
 use std::ffi::c_void;
 use std::os::fd::{AsFd, BorrowedFd};
 
-use syncfile::{Access, DmaBuf, SyncFile};
+use syncfile::SyncFile;
 use wayland_backend::client::ObjectId;
 use wayland_client::protocol::{wl_buffer::WlBuffer, wl_surface::WlSurface};
 use wayland_client::Proxy;
@@ -37,16 +37,12 @@ pub enum Release {
 }
 
 impl Release {
-    /// Carries the compositor's release fence into the image's dma-buf, as
-    /// a *read* fence: that is what it is (the compositor reading the
-    /// image), so the next writer's export — the acquire side's WRITE
-    /// export, which returns readers and writers — waits for it, while a
-    /// reader would not. Fences are only ever added, so this cannot
-    /// shorten any wait already there. Returns whether a fence was added.
-    pub fn carry_into(&self, dma_buf: &DmaBuf) -> syncfile::Result<bool> {
+    /// The compositor's release fence, if it sent one: it signals when the
+    /// compositor's reads of the image end.
+    pub fn fence(self) -> Option<SyncFile> {
         match self {
-            Release::Fenced(fence) => dma_buf.import_sync_file(fence, Access::Read).map(|()| true),
-            Release::Buffer | Release::Immediate => Ok(false),
+            Release::Fenced(fence) => Some(fence),
+            Release::Buffer | Release::Immediate => None,
         }
     }
 }
@@ -71,7 +67,7 @@ pub struct BufferDesc<'a> {
 
 /// The layer's handle on the application's `wl_surface`, its explicit
 /// synchronization object when the layer uses one, and its dma-buf
-/// feedback when the compositor sends one ([`Client::take_surface_feedback`]).
+/// feedback when the compositor sends one ([`super::Events::take_surface_feedback`]).
 pub struct SurfaceLink {
     surface: WlSurface,
     sync: Option<ZwpLinuxSurfaceSynchronizationV1>,
@@ -129,7 +125,7 @@ impl SurfaceLink {
 
     /// Attaches `buffer` (image `image`) and commits it, with full damage
     /// and, with `frame`, a frame callback (counted by
-    /// [`Client::frames_done`]). With explicit sync, `acquire` is the fence
+    /// [`super::Events::frames_done`]). With explicit sync, `acquire` is the fence
     /// the compositor waits for before reading, and the release object
     /// reports the image's release (as [`Release::Immediate`] or
     /// [`Release::Fenced`]); without, `wl_buffer.release` does

@@ -1,12 +1,13 @@
-//! The Wayland backend (`VK_KHR_wayland_surface`).
+//! The Wayland platform (`VK_KHR_wayland_surface`).
 //!
 //! The layer owns a Wayland surface when the compositor offers
 //! `zwp_linux_dmabuf_v1` (checked once, when the surface is created) and
 //! the device has what the layer needs; otherwise the driver's own WSI
 //! serves it. Each swapchain gets its own connection on the application's
 //! `wl_display` (a private event queue: the application's queues never see
-//! the layer's events), a `wl_buffer` per image made from its dma-buf, and
-//! a thread that commits and takes releases ([`presenter`]).
+//! the layer's events) and a `wl_buffer` per image made from its dma-buf;
+//! presents commit on the application's thread, and a thread of the
+//! layer's dispatches the private queue ([`presenter`]).
 //!
 //! Sync: the sync bridge has already made the render the dma-buf's write
 //! fence when an image arrives here. When the compositor offers
@@ -36,27 +37,30 @@ mod feedback;
 pub mod formats;
 mod link;
 mod presenter;
-pub mod vulkan;
 
 use std::ffi::c_void;
 use std::os::fd::AsFd;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use ash::vk;
 
-pub use client::{display_failed, Client, Offer};
+pub use client::{display_failed, Client, Events, Offer};
 pub use link::{BufferDesc, Plane, Release, SurfaceLink};
+pub use presenter::FIFO_WAIT;
 
-use super::{sizeless_capabilities, Backend, BackendError, Presenter, PresenterConfig};
-use crate::formats::{Format, SwapchainCaps};
-use crate::settings::{Settings, SyncMode};
-use crate::surface::Surface;
+use crate::plumbing::settings::{Platform, Settings, SyncMode};
+use crate::plumbing::stats::{self, Counter};
+use crate::vulkan::caps::{Format, SwapchainCaps};
+use crate::wsi::platform::{
+    sizeless_capabilities, PlatformError, PlatformSurface, Presenter, PresenterConfig,
+};
 use presenter::WaylandPresenter;
 
 /// How long the layer waits for any one answer from the compositor.
-const TIMEOUT: Duration = Duration::from_secs(10);
+pub const TIMEOUT: Duration = Duration::from_secs(10);
 
 const PRESENT_MODES: [vk::PresentModeKHR; 3] = [
     vk::PresentModeKHR::FIFO,
@@ -82,6 +86,15 @@ pub enum WaylandError {
     Layout,
     #[error("the compositor accepts neither {0:#x} nor {1:#x} with modifier {2:#x}")]
     Format(formats::Fourcc, formats::Fourcc, u64),
+}
+
+impl From<WaylandError> for PlatformError {
+    fn from(e: WaylandError) -> Self {
+        match e {
+            WaylandError::Lost(why) => PlatformError::Lost(why),
+            other => PlatformError::Refused(other.to_string()),
+        }
+    }
 }
 
 /// An owned Wayland surface: the application's display and surface, and
@@ -114,7 +127,7 @@ impl WaylandSurface {
     }
 
     /// Whether the application's connection to the compositor has failed.
-    pub fn is_lost(&self) -> bool {
+    fn connection_failed(&self) -> bool {
         // SAFETY: Vulkan makes the application keep the display alive as
         // long as the surface.
         let lost = unsafe { display_failed(self.display.as_ptr()) };
@@ -131,14 +144,6 @@ impl WaylandSurface {
 unsafe impl Send for WaylandSurface {}
 // SAFETY: as above; the layer never dereferences them itself.
 unsafe impl Sync for WaylandSurface {}
-
-pub struct Wayland;
-
-pub static WAYLAND: Wayland = Wayland;
-
-fn wayland(surface: &Surface) -> Option<&WaylandSurface> {
-    surface.wayland.as_deref()
-}
 
 /// Whether a swapchain on this surface uses the explicit-sync protocol.
 fn explicit(offer: &Offer, sync: SyncMode) -> bool {
@@ -187,10 +192,17 @@ fn min_images(mode: Option<vk::PresentModeKHR>) -> u32 {
     }
 }
 
-impl Backend for Wayland {
+impl PlatformSurface for WaylandSurface {
+    fn platform(&self) -> Platform {
+        Platform::Wayland
+    }
+
+    fn is_lost(&self) -> bool {
+        self.connection_failed()
+    }
+
     fn capabilities(
         &self,
-        _: &Surface,
         caps: &SwapchainCaps,
         mode: Option<vk::PresentModeKHR>,
     ) -> vk::SurfaceCapabilitiesKHR {
@@ -204,61 +216,52 @@ impl Backend for Wayland {
         )
     }
 
-    fn present_modes(&self, _: &Surface) -> &'static [vk::PresentModeKHR] {
+    fn present_modes(&self) -> &'static [vk::PresentModeKHR] {
         &PRESENT_MODES
     }
 
-    fn accepts_modifier(
-        &self,
-        surface: &Surface,
-        format: Format,
-        modifier: u64,
-        _: &Settings,
-    ) -> bool {
-        wayland(surface).is_some_and(|w| {
-            [true, false]
-                .into_iter()
-                .any(|opaque| drm_format(&w.offer, format.vk, opaque, modifier).is_ok())
-        })
+    fn accepts_modifier(&self, format: Format, modifier: u64, _: &Settings) -> bool {
+        [true, false]
+            .into_iter()
+            .any(|opaque| drm_format(&self.offer, format.vk, opaque, modifier).is_ok())
     }
 
     fn create_presenter(
         &self,
-        surface: &Surface,
         config: PresenterConfig<'_>,
-    ) -> Result<Box<dyn Presenter>, BackendError> {
-        let w = wayland(surface).ok_or(WaylandError::BadHandle)?;
+    ) -> Result<Box<dyn Presenter>, PlatformError> {
         // SAFETY: Vulkan makes the application keep its display alive as
         // long as the surface, and the swapchain does not outlive that.
-        let mut client = unsafe { Client::connect(w.display.as_ptr(), TIMEOUT) }?;
+        let (client, mut events) = unsafe { Client::connect(self.display.as_ptr(), TIMEOUT) }?;
         let explicit = explicit(client.offer(), config.settings.sync);
         if config.settings.sync == SyncMode::Explicit && !explicit {
             tracing::warn!("SYNCFILE_WSI_SYNC=explicit, but the compositor offers no explicit-sync protocol: implicit sync only");
         }
         // SAFETY: as for the display; the surface outlives the swapchain.
-        let link = unsafe { SurfaceLink::new(&client, w.surface.as_ptr(), explicit) }?;
+        let link = unsafe { SurfaceLink::new(&client, self.surface.as_ptr(), explicit) }?;
         let opaque = config.composite_alpha == vk::CompositeAlphaFlagsKHR::OPAQUE;
         let mut buffers = Vec::with_capacity(config.images.len());
         // The same for every image of a swapchain.
         let mut format = 0;
         for (i, image) in config.images.iter().enumerate() {
-            format = drm_format(client.offer(), image.format.vk, opaque, image.modifier)?;
+            let b = &image.buffer;
+            format = drm_format(client.offer(), image.format.vk, opaque, b.modifier)?;
             let desc = BufferDesc {
                 width: image.extent.width,
                 height: image.extent.height,
                 format,
-                modifier: image.modifier,
+                modifier: b.modifier,
                 planes: vec![Plane {
-                    fd: image.dma_buf.as_fd(),
-                    offset: image.offset.try_into().map_err(|_| WaylandError::Layout)?,
-                    stride: image.stride.try_into().map_err(|_| WaylandError::Layout)?,
+                    fd: b.dma_buf.as_fd(),
+                    offset: b.offset.try_into().map_err(|_| WaylandError::Layout)?,
+                    stride: b.stride.try_into().map_err(|_| WaylandError::Layout)?,
                 }],
             };
             buffers.push(client.create_buffer(&desc, i as u32)?);
         }
         // A buffer the compositor refuses is a protocol error: seen here,
         // not at the first present.
-        client.roundtrip()?;
+        events.roundtrip()?;
         tracing::info!(
             "Wayland swapchain: {} images, {:?}, {} sync",
             buffers.len(),
@@ -267,12 +270,46 @@ impl Backend for Wayland {
         );
         Ok(Box::new(WaylandPresenter::start(
             client,
+            events,
             link,
             buffers,
             format,
-            config.images,
             config.present_mode,
-            config.pool,
+            config.returns,
         )?))
     }
+}
+
+/// What the compositor behind `display` offers, if the layer can serve a
+/// surface there (`vkCreateWaylandSurfaceKHR`).
+pub fn probe(display: *mut c_void, wl_surface: *mut c_void) -> Option<Arc<dyn PlatformSurface>> {
+    let (display, wl_surface) = (NonNull::new(display)?, NonNull::new(wl_surface)?);
+    // SAFETY: the application's live display (valid usage of
+    // vkCreateWaylandSurfaceKHR); the client is dropped before returning.
+    let offer = match unsafe { Client::connect(display.as_ptr(), TIMEOUT) } {
+        Ok((c, _)) => c.offer().clone(),
+        // SAFETY: the application's live display, as above.
+        Err(e) if unsafe { display_failed(display.as_ptr()) } => {
+            // The driver's WSI could only fail on this display too; owning
+            // the surface makes every query answer VK_ERROR_SURFACE_LOST_KHR.
+            tracing::error!("vkCreateWaylandSurfaceKHR on a display whose connection is lost ({e}): the surface is lost");
+            stats::count(Counter::WaylandLost);
+            return Some(Arc::new(WaylandSurface::lost(display, wl_surface)));
+        }
+        Err(e) => {
+            tracing::warn!("the driver's WSI serves this Wayland surface: {e}");
+            return None;
+        }
+    };
+    if offer.dmabuf_version == 0 || offer.formats.is_empty() {
+        tracing::info!(
+            "the compositor offers no dma-buf formats (no zwp_linux_dmabuf_v1 v3+): the driver's WSI serves this Wayland surface"
+        );
+        stats::count(Counter::WaylandNoDmaBuf);
+        return None;
+    }
+    if offer.drm_syncobj {
+        tracing::info!("the compositor offers wp_linux_drm_syncobj_v1; the layer uses zwp_linux_explicit_synchronization_v1 or implicit sync");
+    }
+    Some(Arc::new(WaylandSurface::new(display, wl_surface, offer)))
 }

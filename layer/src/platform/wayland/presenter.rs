@@ -1,259 +1,311 @@
-//! One swapchain on a Wayland surface: a thread that owns the layer's
-//! connection for it, commits presented images when the surface's frame
-//! pacing allows, and gives images back to the pool as the compositor
-//! releases them. The application's thread only hands frames over (a
-//! bounded channel and an eventfd), so a present never blocks on the
-//! compositor and an acquire waits only on the pool.
+//! One swapchain on a Wayland surface. Every request on the application's
+//! `wl_surface` (attach, damage, acquire fence, release object, frame
+//! callback, commit) is made on the thread that calls `vkQueuePresentKHR`,
+//! inside it, as Mesa's Wayland WSI makes them: toolkits commit the same
+//! surface from the application's side, and a commit of theirs between the
+//! layer's requests would apply half a frame (or, under explicit sync, be a
+//! protocol error). The layer's own thread only dispatches its event queue
+//! and waits: it hands released images back (with their release fences),
+//! counts frame callbacks and weighs dma-buf feedback.
 //!
-//! FIFO commits one frame per frame callback and never drops one; MAILBOX
-//! likewise but a newer frame replaces the waiting one (which goes back to
-//! the pool unshown); IMMEDIATE commits every frame as it arrives.
+//! FIFO commits a frame only once the compositor has shown the one before
+//! (its frame callback), waiting inside `vkQueuePresentKHR` as Mesa does —
+//! but never longer than [`FIFO_WAIT`]: a compositor that stops sending
+//! frame callbacks (a hidden surface) slows FIFO down instead of freezing
+//! it. MAILBOX and IMMEDIATE commit every frame at once; the compositor
+//! keeps the newest and releases the ones it replaces.
 
-use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use ash::vk;
+use rustix::event::EventfdFlags;
+use std::os::fd::{AsFd, OwnedFd};
 use syncfile::SyncFile;
 use wayland_client::protocol::wl_buffer::WlBuffer;
 
+use super::client::Events;
 use super::formats::{self, Fourcc, Tranches};
 use super::{Client, Release, SurfaceLink, WaylandError};
-use crate::backend::worker::{Inbox, Worker};
-use crate::backend::{BackendError, BackendImage, Frame, Presenter};
-use crate::entry::try_guard;
-use crate::stats::{self, Counter};
-use crate::swapchain::pool::Pool;
+use crate::plumbing::guard::try_guard;
+use crate::plumbing::stats::{self, Counter, Wait};
+use crate::wsi::platform::{Frame, PlatformError, Presenter, Returns};
 
-/// How long the thread sleeps when nothing happens; a stop rings it awake.
+/// How long the event thread sleeps when nothing happens; a stop rings
+/// it awake.
 const IDLE: Duration = Duration::from_secs(1);
 
-/// A presented frame on its way to the thread, with the render's fence
-/// when it goes to the compositor as an explicit acquire fence.
-struct Job {
-    frame: Frame,
-    acquire: Option<SyncFile>,
-}
+/// The longest FIFO waits for the previous frame's callback.
+pub const FIFO_WAIT: Duration = Duration::from_secs(1);
 
 pub struct WaylandPresenter {
-    worker: Worker<Job>,
-    lost: Arc<AtomicBool>,
-    explicit: bool,
+    /// The application thread's side: requests on its surface.
+    requests: Mutex<Requests>,
+    shared: Arc<Shared>,
+    mode: vk::PresentModeKHR,
+    /// The event thread, which gives its queue back when it ends.
+    thread: Mutex<Option<JoinHandle<Events>>>,
+    /// The process that started the thread (a forked child has none).
+    owner: rustix::process::Pid,
+}
+
+/// What presents use, on the application's thread.
+struct Requests {
+    client: Client,
+    link: Option<SurfaceLink>,
+    buffers: Vec<WlBuffer>,
+    /// Frame callbacks asked for so far.
+    frames_asked: u64,
+    /// Whether `FIFO_WAIT` has run out once (logged once per swapchain).
+    fifo_timed_out: bool,
+}
+
+/// What the event thread tells the application's thread.
+struct Shared {
+    state: Mutex<Seen>,
+    changed: Condvar,
+    /// Rung to stop the event thread.
+    bell: OwnedFd,
+    stop: AtomicBool,
+}
+
+#[derive(Default)]
+struct Seen {
+    frames_done: u64,
+    /// Why the connection failed, once it has.
+    lost: Option<String>,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Seen> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 impl WaylandPresenter {
-    /// Starts the thread for a swapchain whose `wl_buffer`s are `buffers`
-    /// (one per image, in order, all of DRM format `format`), committed
-    /// through `link` on `client`.
+    /// Starts presenting a swapchain whose `wl_buffer`s are `buffers` (one
+    /// per image, in order, all of DRM format `format`) on `link`; the
+    /// event thread takes `events`.
     pub fn start(
         client: Client,
+        events: Events,
         link: SurfaceLink,
         buffers: Vec<WlBuffer>,
         format: Fourcc,
-        images: Vec<BackendImage>,
         mode: vk::PresentModeKHR,
-        pool: Arc<Pool>,
-    ) -> Result<Self, BackendError> {
-        let lost = Arc::new(AtomicBool::new(false));
-        let explicit = link.explicit();
-        let committer_lost = lost.clone();
-        let worker = Worker::spawn("wayland", images.len(), move |inbox| {
-            Committer {
-                inbox,
-                lost: committer_lost,
-                client,
-                link,
-                buffers,
-                format,
-                preferred: None,
-                images,
-                mode,
-                pool,
-                queue: VecDeque::new(),
-                frames_seen: 0,
-                awaiting_frame: false,
-            }
-            .run()
-        })?;
+        returns: Arc<dyn Returns>,
+    ) -> Result<Self, PlatformError> {
+        let shared = Arc::new(Shared {
+            state: Mutex::new(Seen::default()),
+            changed: Condvar::new(),
+            bell: rustix::event::eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK)?,
+            stop: AtomicBool::new(false),
+        });
+        let dispatcher = Dispatcher {
+            events,
+            shared: shared.clone(),
+            returns,
+            explicit: link.explicit(),
+            format,
+            images: buffers.len() as u32,
+            preferred: None,
+        };
+        let thread = std::thread::Builder::new()
+            .name("sfwsi-wayland".into())
+            .spawn(move || dispatcher.run())
+            .map_err(|e| PlatformError::Thread("Wayland event", e))?;
         Ok(Self {
-            worker,
-            lost,
-            explicit,
+            requests: Mutex::new(Requests {
+                client,
+                link: Some(link),
+                buffers,
+                frames_asked: 0,
+                fifo_timed_out: false,
+            }),
+            shared,
+            mode,
+            thread: Mutex::new(Some(thread)),
+            owner: rustix::process::getpid(),
         })
+    }
+
+    /// FIFO: waits until the compositor has shown the frame committed
+    /// last, or `FIFO_WAIT` passes.
+    fn wait_for_frame(&self, requests: &mut Requests) -> Result<(), String> {
+        let deadline = Instant::now() + FIFO_WAIT;
+        let start = Instant::now();
+        let mut seen = self.shared.lock();
+        let mut waited = false;
+        while seen.lost.is_none() && seen.frames_done < requests.frames_asked {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                if !requests.fifo_timed_out {
+                    requests.fifo_timed_out = true;
+                    tracing::warn!(
+                        "the compositor sent no frame callback within {FIFO_WAIT:?} (a hidden surface?): FIFO commits without one from now on when it must (logged once per swapchain)"
+                    );
+                }
+                stats::count(Counter::WaylandFrameTimeouts);
+                break;
+            }
+            waited = true;
+            seen = self
+                .shared
+                .changed
+                .wait_timeout(seen, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        if waited {
+            stats::waited(Wait::FrameCallback, start.elapsed());
+        }
+        match &seen.lost {
+            Some(why) => Err(why.clone()),
+            None => Ok(()),
+        }
     }
 }
 
 impl Presenter for WaylandPresenter {
     fn present(&self, frame: Frame, render: Option<&SyncFile>) -> vk::Result {
-        if self.lost.load(Ordering::Acquire) {
+        let mut requests = self.requests.lock().unwrap_or_else(|e| e.into_inner());
+        let fifo = self.mode == vk::PresentModeKHR::FIFO;
+        let ready = if fifo {
+            self.wait_for_frame(&mut requests)
+        } else {
+            self.shared.lock().lost.clone().map_or(Ok(()), Err)
+        };
+        if ready.is_err() {
             return vk::Result::ERROR_SURFACE_LOST_KHR;
         }
-        // The compositor gets its own descriptor of the fence; the bridge
-        // keeps the one it imported into the dma-buf.
-        let acquire = match render {
-            Some(f) if self.explicit => match f.try_clone() {
-                Ok(f) => Some(f),
-                Err(e) => {
-                    tracing::error!("vkQueuePresentKHR: cannot duplicate the render fence: {e}");
-                    return vk::Result::ERROR_OUT_OF_HOST_MEMORY;
-                }
-            },
-            _ => None,
+        let Some(link) = &requests.link else {
+            return vk::Result::ERROR_OUT_OF_DATE_KHR;
         };
-        if self.worker.send(Job { frame, acquire }) {
-            vk::Result::SUCCESS
-        } else {
-            vk::Result::ERROR_OUT_OF_DATE_KHR
+        let Some(buffer) = requests.buffers.get(frame.index as usize) else {
+            return vk::Result::ERROR_OUT_OF_DATE_KHR;
+        };
+        let explicit = link.explicit();
+        let acquire = if explicit { render } else { None };
+        if let Err(e) = link.commit(&requests.client, buffer, frame.index, acquire, fifo) {
+            tracing::error!("vkQueuePresentKHR: the Wayland surface is lost: {e}");
+            return vk::Result::ERROR_SURFACE_LOST_KHR;
         }
-    }
-
-    fn stop(&self) {
-        self.worker.stop();
-    }
-}
-
-struct Committer {
-    inbox: Inbox<Job>,
-    lost: Arc<AtomicBool>,
-    client: Client,
-    link: SurfaceLink,
-    buffers: Vec<WlBuffer>,
-    format: Fourcc,
-    /// The modifiers the surface's first dma-buf feedback preferred for
-    /// `format`, once it came.
-    preferred: Option<Vec<u64>>,
-    images: Vec<BackendImage>,
-    mode: vk::PresentModeKHR,
-    pool: Arc<Pool>,
-    /// Presented frames not yet committed, oldest first.
-    queue: VecDeque<Job>,
-    /// Frame callbacks counted so far.
-    frames_seen: u64,
-    /// A commit's frame callback is outstanding.
-    awaiting_frame: bool,
-}
-
-impl Committer {
-    fn run(mut self) {
-        let lost = self.lost.clone();
-        let pool = self.pool.clone();
-        let served = try_guard("the Wayland presenter", "its surface is lost", || {
-            self.serve()
-        });
-        if !matches!(served, Some(Ok(()))) {
-            if let Some(Err(e)) = served {
-                tracing::error!("the Wayland surface is lost: {e}");
-            }
-            lost.store(true, Ordering::Release);
-            pool.set_status(vk::Result::ERROR_SURFACE_LOST_KHR);
-            stats::count(Counter::WaylandLost);
+        if fifo {
+            requests.frames_asked += 1;
         }
-        // Stopping or lost: every image goes back (a retired or lost pool
-        // hands none out again), the compositor's objects are freed.
-        for job in self.queue.drain(..) {
-            self.pool.release(job.frame.index);
-        }
-        for i in 0..self.images.len() as u32 {
-            self.pool.release(i);
-        }
-        for b in self.buffers.drain(..) {
-            b.destroy();
-        }
-    }
-
-    fn serve(&mut self) -> Result<(), WaylandError> {
-        while !self.inbox.stopping() {
-            if !self.take_in() {
-                break;
-            }
-            if self.may_commit() {
-                if let Some(job) = self.queue.pop_front() {
-                    self.commit(job)?;
-                    continue;
-                }
-            }
-            self.client.dispatch(IDLE, Some(self.inbox.bell()))?;
-            self.inbox.hush();
-            self.handle_events();
-        }
-        Ok(())
-    }
-
-    /// Takes in presented frames; false once the presenter is gone.
-    fn take_in(&mut self) -> bool {
-        loop {
-            match self.inbox.next() {
-                Ok(Some(job)) => {
-                    if self.mode == vk::PresentModeKHR::MAILBOX {
-                        // Whatever still waits is replaced, unshown.
-                        for old in self.queue.drain(..) {
-                            self.pool.release(old.frame.index);
-                            stats::count(Counter::FramesReplaced);
-                        }
-                    }
-                    self.queue.push_back(job);
-                }
-                Ok(None) => return true,
-                Err(_) => return false,
-            }
-        }
-    }
-
-    fn may_commit(&self) -> bool {
-        self.mode == vk::PresentModeKHR::IMMEDIATE || !self.awaiting_frame
-    }
-
-    fn commit(&mut self, job: Job) -> Result<(), WaylandError> {
-        let i = job.frame.index;
-        self.link.commit(
-            &self.client,
-            &self.buffers[i as usize],
-            i,
-            job.acquire.as_ref(),
-            true,
-        )?;
-        self.awaiting_frame = true;
-        stats::count(if self.link.explicit() {
+        stats::count(if explicit {
             Counter::WaylandCommitsExplicit
         } else {
             Counter::WaylandCommitsImplicit
         });
         stats::count(Counter::FramesDisplayed);
+        vk::Result::SUCCESS
+    }
+
+    fn uses_application_objects(&self) -> bool {
+        true
+    }
+
+    fn stop(&self) {
+        let thread = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let Some(thread) = thread else {
+            return;
+        };
+        if rustix::process::getpid() != self.owner {
+            // A forked child: the thread and the connection are the parent's.
+            std::mem::forget(thread);
+            return;
+        }
+        self.shared.stop.store(true, Ordering::Release);
+        let _ = rustix::io::write(&self.shared.bell, &1u64.to_ne_bytes());
+        // The thread catches its own panics; without its queue back, the
+        // requests below still free the compositor's objects.
+        let events = thread.join().ok();
+        let mut requests = self.requests.lock().unwrap_or_else(|e| e.into_inner());
+        for b in requests.buffers.drain(..) {
+            b.destroy();
+        }
+        requests.link = None;
+        let _ = requests.client.flush();
+        drop(events);
+    }
+}
+
+impl Drop for WaylandPresenter {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The event thread: dispatches the layer's queue and acts on what comes.
+struct Dispatcher {
+    events: Events,
+    shared: Arc<Shared>,
+    returns: Arc<dyn Returns>,
+    explicit: bool,
+    format: Fourcc,
+    images: u32,
+    /// The modifiers the surface's first dma-buf feedback preferred for
+    /// `format`, once it came.
+    preferred: Option<Vec<u64>>,
+}
+
+impl Dispatcher {
+    fn run(mut self) -> Events {
+        let served = try_guard("the Wayland event thread", "its surface is lost", || {
+            self.serve()
+        });
+        let why = match served {
+            Some(Ok(())) => None,
+            Some(Err(e)) => Some(e.to_string()),
+            None => Some("an internal error".to_owned()),
+        };
+        if let Some(why) = why {
+            tracing::error!("the Wayland surface is lost: {why}");
+            self.shared.lock().lost = Some(why);
+            self.shared.changed.notify_all();
+            self.returns.set_status(vk::Result::ERROR_SURFACE_LOST_KHR);
+            stats::count(Counter::WaylandLost);
+        }
+        // Stopping or lost: every image goes back (a retired or lost
+        // swapchain hands none out again).
+        for i in 0..self.images {
+            self.returns.release(i, None);
+        }
+        self.events
+    }
+
+    fn serve(&mut self) -> Result<(), WaylandError> {
+        while !self.shared.stop.load(Ordering::Acquire) {
+            self.events.dispatch(IDLE, Some(self.shared.bell.as_fd()))?;
+            let mut buf = [0u8; 8];
+            // Nothing to read is fine: the eventfd is non-blocking.
+            let _ = rustix::io::read(&self.shared.bell, &mut buf);
+            self.handle_events();
+        }
         Ok(())
     }
 
     fn handle_events(&mut self) {
-        if let Some(tranches) = self.client.take_surface_feedback() {
+        if let Some(tranches) = self.events.take_surface_feedback() {
             self.take_feedback(&tranches);
         }
-        let frames = self.client.frames_done();
-        if frames > self.frames_seen {
-            self.frames_seen = frames;
-            self.awaiting_frame = false;
+        let frames = self.events.frames_done();
+        let mut seen = self.shared.lock();
+        if frames > seen.frames_done {
+            seen.frames_done = frames;
+            self.shared.changed.notify_all();
         }
-        for (i, release) in self.client.take_released() {
+        drop(seen);
+        for (i, release) in self.events.take_released() {
             // With explicit sync the release object speaks for the commit;
             // weston sends wl_buffer.release as well, which then says less.
-            if self.link.explicit() && matches!(release, Release::Buffer) {
+            if self.explicit && matches!(release, Release::Buffer) {
                 continue;
             }
-            let Some(image) = self.images.get(i as usize) else {
-                continue;
-            };
-            match release.carry_into(&image.dma_buf) {
-                Ok(true) => stats::count(Counter::WaylandReleaseFences),
-                Ok(false) => {}
-                Err(e) => {
-                    // The next writer cannot be made to wait for the
-                    // compositor's reads: wait for them here instead.
-                    tracing::warn!("carrying a release fence into the dma-buf failed: {e}");
-                    if let Release::Fenced(f) = &release {
-                        let _ = f.wait(None);
-                    }
-                }
-            }
-            self.pool.release(i);
+            self.returns.release(i, release.fence());
         }
     }
 
@@ -266,11 +318,11 @@ impl Committer {
         let now = formats::preferred_modifiers(tranches, self.format);
         match &self.preferred {
             None => self.preferred = Some(now),
-            Some(first) if *first != now && self.pool.status() == vk::Result::SUCCESS => {
+            Some(first) if *first != now && self.returns.status() == vk::Result::SUCCESS => {
                 tracing::info!(
                     "the compositor now prefers modifiers {now:#x?} for this swapchain's format (at first {first:#x?}): VK_SUBOPTIMAL_KHR"
                 );
-                self.pool.set_status(vk::Result::SUBOPTIMAL_KHR);
+                self.returns.set_status(vk::Result::SUBOPTIMAL_KHR);
                 stats::count(Counter::WaylandSuboptimal);
             }
             Some(_) => {}

@@ -1,124 +1,30 @@
-//! The layer's answers to the surface queries: for an owned surface on a
-//! physical device whose swapchains it can own, from the backend; for a lost
-//! one, `VK_ERROR_SURFACE_LOST_KHR`; for everything else, the driver's.
-
-use std::sync::Arc;
+//! The layer's answers to the surface queries about a surface it owns, on
+//! a physical device whose swapchains it can own ([`super::Answer::Layer`]).
 
 use ash::vk;
 
-use super::{fill, instance_of, lookup, Surface};
-use crate::backend::{self, Backend};
-use crate::entry::guard;
-use crate::extensions::Support;
-use crate::formats::SwapchainCaps;
-use crate::instance::InstanceState;
+use super::Surface;
+use crate::vulkan::caps::SwapchainCaps;
+use crate::vulkan::chain;
+use crate::vulkan::instance::InstanceState;
 
-/// How the layer answers a query about `surface` on `pd`.
-enum Answer {
-    /// The layer answers, from these.
-    Layer {
-        surface: Surface,
-        caps: Arc<SwapchainCaps>,
-        backend: &'static dyn Backend,
-    },
-    /// The driver answers.
-    Driver(&'static InstanceState),
-    /// `VK_ERROR_SURFACE_LOST_KHR`: the surface's window-system connection
-    /// is gone, or the physical device is unknown to the layer.
-    Lost,
-}
-
-/// Decides who answers queries about `surface` on `pd`.
-///
-/// # Safety
-/// `pd` is a live physical device.
-unsafe fn answer(pd: vk::PhysicalDevice, surface: vk::SurfaceKHR) -> Answer {
-    // SAFETY: the caller passes a live physical device.
-    let Some(instance) = (unsafe { instance_of(pd) }) else {
-        return Answer::Lost;
-    };
-    let Some((backend, surface)) =
-        lookup(surface).and_then(|s| Some((backend::for_platform(s.platform)?, s)))
-    else {
-        return Answer::Driver(instance);
-    };
-    if surface.is_lost() {
-        return Answer::Lost;
-    }
-    let report = |why: &str| {
-        tracing::warn!("not owning the swapchains of this physical device, {why}: the driver's own WSI serves them");
-    };
-    match instance.support(pd, report) {
-        Support::Ready { caps, .. } => Answer::Layer {
-            surface,
-            caps,
-            backend,
-        },
-        Support::Missing(_) => Answer::Driver(instance),
-    }
-}
-
-pub(super) unsafe extern "system" fn surface_support(
+/// Whether queues of `family` can present to an owned surface: they must
+/// run the layer's present submission, whose command buffer hands the image
+/// to its consumer (a queue family ownership transfer, which graphics,
+/// compute and transfer queues can record).
+pub fn family_supports_present(
+    instance: &InstanceState,
     pd: vk::PhysicalDevice,
     family: u32,
-    surface: vk::SurfaceKHR,
-    p_supported: *mut vk::Bool32,
-) -> vk::Result {
-    guard(
-        "vkGetPhysicalDeviceSurfaceSupportKHR",
-        vk::Result::ERROR_SURFACE_LOST_KHR,
-        || {
-            // SAFETY: the application passes a live physical device.
-            match unsafe { answer(pd, surface) } {
-                // Every queue can run the layer's present submission.
-                Answer::Layer { .. } => {
-                    // SAFETY: the caller passes a valid output pointer.
-                    unsafe { *p_supported = vk::TRUE };
-                    vk::Result::SUCCESS
-                }
-                // SAFETY: the application's arguments, for the next entity.
-                Answer::Driver(i) => unsafe {
-                    (i.surface.get_physical_device_surface_support_khr)(
-                        pd,
-                        family,
-                        surface,
-                        p_supported,
-                    )
-                },
-                Answer::Lost => vk::Result::ERROR_SURFACE_LOST_KHR,
-            }
-        },
-    )
-}
-
-pub(super) unsafe extern "system" fn surface_capabilities(
-    pd: vk::PhysicalDevice,
-    surface: vk::SurfaceKHR,
-    p_caps: *mut vk::SurfaceCapabilitiesKHR,
-) -> vk::Result {
-    guard(
-        "vkGetPhysicalDeviceSurfaceCapabilitiesKHR",
-        vk::Result::ERROR_SURFACE_LOST_KHR,
-        || {
-            // SAFETY: the application passes a live physical device.
-            match unsafe { answer(pd, surface) } {
-                Answer::Layer {
-                    surface,
-                    caps,
-                    backend,
-                } => {
-                    // SAFETY: the caller passes a valid output pointer.
-                    unsafe { *p_caps = backend.capabilities(&surface, &caps, None) };
-                    vk::Result::SUCCESS
-                }
-                // SAFETY: the application's arguments, for the next entity.
-                Answer::Driver(i) => unsafe {
-                    (i.surface.get_physical_device_surface_capabilities_khr)(pd, surface, p_caps)
-                },
-                Answer::Lost => vk::Result::ERROR_SURFACE_LOST_KHR,
-            }
-        },
-    )
+) -> bool {
+    // SAFETY: a physical device of this instance.
+    let families = unsafe { instance.fns.get_physical_device_queue_family_properties(pd) };
+    families.get(family as usize).is_some_and(|f| {
+        f.queue_count > 0
+            && f.queue_flags.intersects(
+                vk::QueueFlags::GRAPHICS | vk::QueueFlags::COMPUTE | vk::QueueFlags::TRANSFER,
+            )
+    })
 }
 
 /// The present mode the application asks about (`VkSurfacePresentModeEXT`
@@ -126,34 +32,28 @@ pub(super) unsafe extern "system" fn surface_capabilities(
 ///
 /// # Safety
 /// `info`'s chain is valid.
-unsafe fn queried_present_mode(
+pub unsafe fn queried_present_mode(
     info: &vk::PhysicalDeviceSurfaceInfo2KHR<'_>,
 ) -> Option<vk::PresentModeKHR> {
-    let mut p = info.p_next.cast::<vk::BaseInStructure>();
-    while !p.is_null() {
-        // SAFETY: a valid input chain.
-        let node = unsafe { &*p };
-        if node.s_type == vk::StructureType::SURFACE_PRESENT_MODE_EXT {
-            // SAFETY: the structure of that sType.
-            return Some(unsafe { (*p.cast::<vk::SurfacePresentModeEXT<'_>>()).present_mode });
-        }
-        p = node.p_next;
-    }
-    None
+    // SAFETY: the caller's valid chain.
+    unsafe { chain::find::<vk::SurfacePresentModeEXT<'_>>(info.p_next) }.map(|m| m.present_mode)
 }
 
-/// Fills the output structures of `VkSurfaceCapabilities2KHR`'s chain that
-/// concern an owned surface.
+/// Fills `caps` (and the output structures of its chain that concern an
+/// owned surface) for the query `info`.
 ///
 /// # Safety
 /// `info` and `caps` are the application's valid structures.
-unsafe fn fill_capabilities2_chain(
+pub unsafe fn capabilities2(
+    surface: &Surface,
+    swapchain_caps: &SwapchainCaps,
     info: &vk::PhysicalDeviceSurfaceInfo2KHR<'_>,
     caps: &mut vk::SurfaceCapabilities2KHR<'_>,
 ) {
     // SAFETY: the caller's valid chain.
     let mode = unsafe { queried_present_mode(info) };
-    let mut p = caps.p_next.cast::<vk::BaseOutStructure>();
+    caps.surface_capabilities = surface.platform.capabilities(swapchain_caps, mode);
+    let mut p = caps.p_next.cast::<vk::BaseOutStructure<'_>>();
     while !p.is_null() {
         // SAFETY: a valid output chain; each node is the structure its sType
         // names.
@@ -185,7 +85,8 @@ unsafe fn fill_capabilities2_chain(
                         None => &[],
                     };
                     // A short array is the application's to notice.
-                    let _ = fill(modes, &mut c.present_mode_count, c.p_present_modes);
+                    let _ =
+                        crate::vulkan::fill(modes, &mut c.present_mode_count, c.p_present_modes);
                 }
                 _ => {}
             }
@@ -194,97 +95,30 @@ unsafe fn fill_capabilities2_chain(
     }
 }
 
-pub(super) unsafe extern "system" fn surface_capabilities2(
-    pd: vk::PhysicalDevice,
-    p_info: *const vk::PhysicalDeviceSurfaceInfo2KHR<'_>,
-    p_caps: *mut vk::SurfaceCapabilities2KHR<'_>,
-) -> vk::Result {
-    guard(
-        "vkGetPhysicalDeviceSurfaceCapabilities2KHR",
-        vk::Result::ERROR_SURFACE_LOST_KHR,
-        || {
-            // SAFETY: the application passes valid structures.
-            let (info, out) = unsafe { (&*p_info, &mut *p_caps) };
-            // SAFETY: the application passes a live physical device.
-            match unsafe { answer(pd, info.surface) } {
-                Answer::Layer {
-                    surface,
-                    caps,
-                    backend,
-                } => {
-                    // SAFETY: the application's valid chain.
-                    let mode = unsafe { queried_present_mode(info) };
-                    out.surface_capabilities = backend.capabilities(&surface, &caps, mode);
-                    // SAFETY: the application's valid chains.
-                    unsafe { fill_capabilities2_chain(info, out) };
-                    vk::Result::SUCCESS
-                }
-                // SAFETY: the application's arguments, for the next entity.
-                Answer::Driver(i) => unsafe {
-                    (i.surface2.get_physical_device_surface_capabilities2_khr)(pd, p_info, p_caps)
-                },
-                Answer::Lost => vk::Result::ERROR_SURFACE_LOST_KHR,
-            }
-        },
-    )
-}
-
-pub(super) unsafe extern "system" fn surface_capabilities2_ext(
-    pd: vk::PhysicalDevice,
-    surface: vk::SurfaceKHR,
-    p_caps: *mut vk::SurfaceCapabilities2EXT<'_>,
-) -> vk::Result {
-    guard(
-        "vkGetPhysicalDeviceSurfaceCapabilities2EXT",
-        vk::Result::ERROR_SURFACE_LOST_KHR,
-        || {
-            // SAFETY: the application passes a live physical device.
-            match unsafe { answer(pd, surface) } {
-                Answer::Layer {
-                    surface,
-                    caps,
-                    backend,
-                } => {
-                    let c = backend.capabilities(&surface, &caps, None);
-                    // SAFETY: the caller passes a valid output structure.
-                    let out = unsafe { &mut *p_caps };
-                    out.min_image_count = c.min_image_count;
-                    out.max_image_count = c.max_image_count;
-                    out.current_extent = c.current_extent;
-                    out.min_image_extent = c.min_image_extent;
-                    out.max_image_extent = c.max_image_extent;
-                    out.max_image_array_layers = c.max_image_array_layers;
-                    out.supported_transforms = c.supported_transforms;
-                    out.current_transform = c.current_transform;
-                    out.supported_composite_alpha = c.supported_composite_alpha;
-                    out.supported_usage_flags = c.supported_usage_flags;
-                    out.supported_surface_counters = vk::SurfaceCounterFlagsEXT::empty();
-                    vk::Result::SUCCESS
-                }
-                Answer::Driver(i) => {
-                    // SAFETY: an instance command of the next entity.
-                    let next: Option<vk::PFN_vkGetPhysicalDeviceSurfaceCapabilities2EXT> = unsafe {
-                        (i.next_get_instance_proc_addr)(
-                            i.handle,
-                            c"vkGetPhysicalDeviceSurfaceCapabilities2EXT".as_ptr(),
-                        )
-                        .map(|f| std::mem::transmute(f))
-                    };
-                    match next {
-                        // SAFETY: the application's arguments.
-                        Some(f) => unsafe { f(pd, surface, p_caps) },
-                        None => vk::Result::ERROR_SURFACE_LOST_KHR,
-                    }
-                }
-                Answer::Lost => vk::Result::ERROR_SURFACE_LOST_KHR,
-            }
-        },
-    )
+/// `VkSurfaceCapabilities2EXT` (VK_EXT_display_surface_counter): the
+/// capabilities, and no surface counters.
+pub fn capabilities2_ext(
+    surface: &Surface,
+    caps: &SwapchainCaps,
+    out: &mut vk::SurfaceCapabilities2EXT<'_>,
+) {
+    let c = surface.platform.capabilities(caps, None);
+    out.min_image_count = c.min_image_count;
+    out.max_image_count = c.max_image_count;
+    out.current_extent = c.current_extent;
+    out.min_image_extent = c.min_image_extent;
+    out.max_image_extent = c.max_image_extent;
+    out.max_image_array_layers = c.max_image_array_layers;
+    out.supported_transforms = c.supported_transforms;
+    out.current_transform = c.current_transform;
+    out.supported_composite_alpha = c.supported_composite_alpha;
+    out.supported_usage_flags = c.supported_usage_flags;
+    out.supported_surface_counters = vk::SurfaceCounterFlagsEXT::empty();
 }
 
 /// The surface formats the layer offers on a device: each format it can
 /// export, in the sRGB colour space.
-fn formats(caps: &SwapchainCaps) -> Vec<vk::SurfaceFormatKHR> {
+pub fn formats(caps: &SwapchainCaps) -> Vec<vk::SurfaceFormatKHR> {
     caps.formats
         .iter()
         .map(|f| vk::SurfaceFormatKHR {
@@ -294,149 +128,39 @@ fn formats(caps: &SwapchainCaps) -> Vec<vk::SurfaceFormatKHR> {
         .collect()
 }
 
-pub(super) unsafe extern "system" fn surface_formats(
-    pd: vk::PhysicalDevice,
-    surface: vk::SurfaceKHR,
-    p_count: *mut u32,
-    p_formats: *mut vk::SurfaceFormatKHR,
-) -> vk::Result {
-    guard(
-        "vkGetPhysicalDeviceSurfaceFormatsKHR",
-        vk::Result::ERROR_SURFACE_LOST_KHR,
-        || {
-            // SAFETY: the application passes a live physical device.
-            match unsafe { answer(pd, surface) } {
-                // SAFETY: the application's valid count and array.
-                Answer::Layer { caps, .. } => unsafe { fill(&formats(&caps), p_count, p_formats) },
-                // SAFETY: the application's arguments, for the next entity.
-                Answer::Driver(i) => unsafe {
-                    (i.surface.get_physical_device_surface_formats_khr)(
-                        pd, surface, p_count, p_formats,
-                    )
-                },
-                Answer::Lost => vk::Result::ERROR_SURFACE_LOST_KHR,
-            }
-        },
-    )
-}
-
-pub(super) unsafe extern "system" fn surface_formats2(
-    pd: vk::PhysicalDevice,
-    p_info: *const vk::PhysicalDeviceSurfaceInfo2KHR<'_>,
+/// Fills a `VkSurfaceFormat2KHR` array the Vulkan way, writing only each
+/// entry's format (its `pNext` chain stays the application's).
+///
+/// # Safety
+/// `p_count` is valid; `p_formats` is null or has room for `*p_count`.
+pub unsafe fn fill_formats2(
+    list: &[vk::SurfaceFormatKHR],
     p_count: *mut u32,
     p_formats: *mut vk::SurfaceFormat2KHR<'_>,
 ) -> vk::Result {
-    guard(
-        "vkGetPhysicalDeviceSurfaceFormats2KHR",
-        vk::Result::ERROR_SURFACE_LOST_KHR,
-        || {
-            // SAFETY: the application passes a valid info structure.
-            let surface = unsafe { (*p_info).surface };
-            // SAFETY: the application passes a live physical device.
-            match unsafe { answer(pd, surface) } {
-                Answer::Layer { caps, .. } => {
-                    let list = formats(&caps);
-                    // SAFETY: the application's valid count pointer.
-                    let count = unsafe { &mut *p_count };
-                    if p_formats.is_null() {
-                        *count = list.len() as u32;
-                        return vk::Result::SUCCESS;
-                    }
-                    let n = (*count as usize).min(list.len());
-                    for (k, f) in list.iter().take(n).enumerate() {
-                        // SAFETY: the array has room for `*count` entries;
-                        // only the format is written, its pNext chain stays.
-                        unsafe { (*p_formats.add(k)).surface_format = *f };
-                    }
-                    *count = n as u32;
-                    if n < list.len() {
-                        vk::Result::INCOMPLETE
-                    } else {
-                        vk::Result::SUCCESS
-                    }
-                }
-                // SAFETY: the application's arguments, for the next entity.
-                Answer::Driver(i) => unsafe {
-                    (i.surface2.get_physical_device_surface_formats2_khr)(
-                        pd, p_info, p_count, p_formats,
-                    )
-                },
-                Answer::Lost => vk::Result::ERROR_SURFACE_LOST_KHR,
-            }
-        },
-    )
+    // SAFETY: the caller's valid count pointer.
+    let count = unsafe { &mut *p_count };
+    if p_formats.is_null() {
+        *count = list.len() as u32;
+        return vk::Result::SUCCESS;
+    }
+    let n = (*count as usize).min(list.len());
+    for (k, f) in list.iter().take(n).enumerate() {
+        // SAFETY: the array has room for `*count` entries.
+        unsafe { (*p_formats.add(k)).surface_format = *f };
+    }
+    *count = n as u32;
+    if n < list.len() {
+        vk::Result::INCOMPLETE
+    } else {
+        vk::Result::SUCCESS
+    }
 }
 
-pub(super) unsafe extern "system" fn surface_present_modes(
-    pd: vk::PhysicalDevice,
-    surface: vk::SurfaceKHR,
-    p_count: *mut u32,
-    p_modes: *mut vk::PresentModeKHR,
-) -> vk::Result {
-    guard(
-        "vkGetPhysicalDeviceSurfacePresentModesKHR",
-        vk::Result::ERROR_SURFACE_LOST_KHR,
-        || {
-            // SAFETY: the application passes a live physical device.
-            match unsafe { answer(pd, surface) } {
-                // SAFETY: the application's valid count and array.
-                Answer::Layer {
-                    surface, backend, ..
-                } => unsafe { fill(backend.present_modes(&surface), p_count, p_modes) },
-                // SAFETY: the application's arguments, for the next entity.
-                Answer::Driver(i) => unsafe {
-                    (i.surface.get_physical_device_surface_present_modes_khr)(
-                        pd, surface, p_count, p_modes,
-                    )
-                },
-                Answer::Lost => vk::Result::ERROR_SURFACE_LOST_KHR,
-            }
-        },
-    )
-}
-
-pub(super) unsafe extern "system" fn present_rectangles(
-    pd: vk::PhysicalDevice,
-    surface: vk::SurfaceKHR,
-    p_count: *mut u32,
-    p_rects: *mut vk::Rect2D,
-) -> vk::Result {
-    guard(
-        "vkGetPhysicalDevicePresentRectanglesKHR",
-        vk::Result::ERROR_SURFACE_LOST_KHR,
-        || {
-            // SAFETY: the application passes a live physical device.
-            match unsafe { answer(pd, surface) } {
-                Answer::Layer {
-                    surface,
-                    caps,
-                    backend,
-                } => {
-                    let extent = backend.capabilities(&surface, &caps, None).current_extent;
-                    let rect = vk::Rect2D {
-                        offset: vk::Offset2D { x: 0, y: 0 },
-                        extent,
-                    };
-                    // SAFETY: the application's valid count and array.
-                    unsafe { fill(&[rect], p_count, p_rects) }
-                }
-                Answer::Driver(i) => {
-                    // SAFETY: an instance command of the next entity.
-                    let next: Option<vk::PFN_vkGetPhysicalDevicePresentRectanglesKHR> = unsafe {
-                        (i.next_get_instance_proc_addr)(
-                            i.handle,
-                            c"vkGetPhysicalDevicePresentRectanglesKHR".as_ptr(),
-                        )
-                        .map(|f| std::mem::transmute(f))
-                    };
-                    match next {
-                        // SAFETY: the application's arguments.
-                        Some(f) => unsafe { f(pd, surface, p_count, p_rects) },
-                        None => vk::Result::ERROR_SURFACE_LOST_KHR,
-                    }
-                }
-                Answer::Lost => vk::Result::ERROR_SURFACE_LOST_KHR,
-            }
-        },
-    )
+/// The one rectangle a swapchain on the surface presents.
+pub fn present_rectangle(surface: &Surface, caps: &SwapchainCaps) -> vk::Rect2D {
+    vk::Rect2D {
+        offset: vk::Offset2D { x: 0, y: 0 },
+        extent: surface.platform.capabilities(caps, None).current_extent,
+    }
 }

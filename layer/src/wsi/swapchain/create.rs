@@ -1,6 +1,8 @@
-//! Making and destroying swapchains: checking a create info against what
-//! the surface and device offer, the images, the sync path, the backend's
-//! presenter, and `oldSwapchain` retirement.
+//! Making swapchains: whether the layer owns a swapchain at all (its
+//! surface and device), checking a create info against what the surface
+//! and device offer, the images (allocated by the driver or by the
+//! consumer), the sync path, the platform's presenter, and `oldSwapchain`
+//! retirement.
 
 use std::os::fd::AsFd;
 use std::sync::Arc;
@@ -10,102 +12,74 @@ use ash::vk::Handle;
 use syncfile::probe::Support as Kernel;
 use syncfile::DmaBuf;
 
-use super::image::{Ctx, Image, ImageSpec};
+use super::alias::AliasSpec;
+use super::device::WsiDevice;
+use super::error::SwapchainError;
+use super::image::{Image, ImageSpec};
 use super::pool::Pool;
 use super::present_thread::PresentThread;
-use super::{PresentPath, Swapchain, SWAPCHAINS};
-use crate::backend::{self, Backend, BackendImage, PresenterConfig};
-use crate::device::{DeviceState, Owned, DEVICES};
-use crate::dispatch;
-use crate::entry::guard;
-use crate::error::SwapchainError;
-use crate::formats::{self, ImageParams};
-use crate::settings::SyncMode;
-use crate::stats::{self, Counter, Fallback};
-use crate::surface::{self, Surface};
+use super::{retire, PresentPath, Returned, Swapchain, SWAPCHAINS};
+use crate::plumbing::settings::SyncMode;
+use crate::plumbing::stats::{self, Counter, Fallback};
+use crate::vulkan::caps::{self, ImageParams};
+use crate::vulkan::device::{DeviceState, Owned};
+use crate::vulkan::objects;
+use crate::wsi::platform::{Buffer, ConsumerImage, PresenterConfig};
+use crate::wsi::surface::{self, Surface};
 
-pub(super) unsafe extern "system" fn create_swapchain(
-    device: vk::Device,
-    p_info: *const vk::SwapchainCreateInfoKHR<'_>,
+/// `vkCreateSwapchainKHR`: the layer's own swapchain for a surface it owns
+/// on a device it owns, else the driver's.
+///
+/// # Safety
+/// The application's arguments.
+pub unsafe fn create_swapchain(
+    device: &DeviceState,
+    info: &vk::SwapchainCreateInfoKHR<'_>,
     p_allocator: *const vk::AllocationCallbacks<'_>,
     p_swapchain: *mut vk::SwapchainKHR,
 ) -> vk::Result {
-    guard(
-        "vkCreateSwapchainKHR",
-        vk::Result::ERROR_INITIALIZATION_FAILED,
-        || {
-            // SAFETY: the device is alive for the command.
-            let Some(state) = (unsafe { DEVICES.get(dispatch::key(device)) }) else {
-                tracing::error!("vkCreateSwapchainKHR: unknown device");
-                return vk::Result::ERROR_INITIALIZATION_FAILED;
-            };
-            // SAFETY: the application passes a valid create info.
-            let info = unsafe { &*p_info };
-            // The old swapchain is retired whatever happens next.
-            let old_is_ours = retire(info.old_swapchain);
-            let owner = state
-                .owned()
-                .zip(surface::lookup(info.surface))
-                .and_then(|(o, s)| Some((o, backend::for_platform(s.platform)?, s)));
-            let Some((owned, backend, surface)) = owner else {
-                // SAFETY: the application's arguments.
-                return unsafe { pass_through(state, info, old_is_ours, p_allocator, p_swapchain) };
-            };
-            if surface.is_lost() {
-                tracing::error!(
-                    "vkCreateSwapchainKHR: the surface's window-system connection is lost"
-                );
-                stats::count(Counter::SwapchainsFailed);
-                return vk::Result::ERROR_SURFACE_LOST_KHR;
-            }
-            match create(state, owned, &surface, backend, info) {
-                Ok(s) => {
-                    let handle = &*s as *const Swapchain as u64;
-                    match SWAPCHAINS.reserve() {
-                        Ok(r) => r.insert(handle as usize, s),
-                        Err(e) => {
-                            super::destroy(s);
-                            tracing::error!("vkCreateSwapchainKHR: {e}");
-                            return vk::Result::ERROR_OUT_OF_HOST_MEMORY;
-                        }
-                    }
-                    // SAFETY: the application passes a valid handle pointer.
-                    unsafe { *p_swapchain = vk::SwapchainKHR::from_raw(handle) };
-                    stats::count(Counter::SwapchainsCreated);
-                    vk::Result::SUCCESS
-                }
-                Err(e) => {
-                    tracing::error!("vkCreateSwapchainKHR: {e}");
-                    stats::count(Counter::SwapchainsFailed);
-                    e.result()
-                }
-            }
-        },
-    )
-}
-
-/// Retires `old` if the layer made it; says whether it did.
-fn retire(old: vk::SwapchainKHR) -> bool {
-    if old == vk::SwapchainKHR::null() {
-        return false;
-    }
-    let key = old.as_raw() as usize;
-    // Taking the state out gives the exclusive access that retirement
-    // needs; the application may not use `old` meanwhile (it is externally
-    // synchronized), so no reader misses it.
-    let Some(mut s) = SWAPCHAINS.remove(key) else {
-        return false;
+    // The old swapchain is retired whatever happens next.
+    let old_is_ours = retire(info.old_swapchain);
+    let Some((owned, surface)) = device.owned().zip(surface::lookup(info.surface)) else {
+        // SAFETY: the application's arguments.
+        return unsafe { pass_through(device, info, old_is_ours, p_allocator, p_swapchain) };
     };
-    s.retire();
-    // The removal made room, unless other threads took it meanwhile.
-    match SWAPCHAINS.reserve() {
-        Ok(room) => room.insert(key, s),
+    if surface.platform.is_lost() {
+        tracing::error!("vkCreateSwapchainKHR: the surface's window-system connection is lost");
+        stats::count(Counter::SwapchainsFailed);
+        return vk::Result::ERROR_SURFACE_LOST_KHR;
+    }
+    let made = WsiDevice::of(device, owned)
+        .map_err(|r| SwapchainError::Vulkan("making the device's WSI state", r))
+        .and_then(|wsi| create(device, owned, wsi, &surface, info));
+    let mut s = match made {
+        Ok(s) => s,
         Err(e) => {
-            tracing::error!("vkCreateSwapchainKHR: {e}; destroying the retired swapchain now");
+            tracing::error!("vkCreateSwapchainKHR: {e}");
+            stats::count(Counter::SwapchainsFailed);
+            return e.result();
+        }
+    };
+    let handle = &*s as *const Swapchain as u64;
+    s.handle = handle;
+    let wsi = s.wsi.clone();
+    match SWAPCHAINS.reserve() {
+        Ok(r) => r.insert(handle as usize, s),
+        Err(e) => {
             super::destroy(s);
+            tracing::error!("vkCreateSwapchainKHR: {e}");
+            return vk::Result::ERROR_OUT_OF_HOST_MEMORY;
         }
     }
-    true
+    objects::register(vk::ObjectType::SWAPCHAIN_KHR, handle);
+    wsi.live
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(handle);
+    // SAFETY: the application passes a valid handle pointer.
+    unsafe { *p_swapchain = vk::SwapchainKHR::from_raw(handle) };
+    stats::count(Counter::SwapchainsCreated);
+    vk::Result::SUCCESS
 }
 
 /// Hands the swapchain to the driver, without an `oldSwapchain` the driver
@@ -145,7 +119,6 @@ fn unsupported(what: String) -> SwapchainError {
     SwapchainError::Unsupported(what)
 }
 
-/// The formats a mutable-format swapchain's views may have.
 fn view_formats(info: &vk::SwapchainCreateInfoKHR<'_>) -> Vec<vk::Format> {
     let mut p = info.p_next.cast::<vk::BaseInStructure>();
     while !p.is_null() {
@@ -171,10 +144,11 @@ fn view_formats(info: &vk::SwapchainCreateInfoKHR<'_>) -> Vec<vk::Format> {
 fn check(
     owned: &Owned,
     surface: &Surface,
-    backend: &dyn Backend,
     info: &vk::SwapchainCreateInfoKHR<'_>,
 ) -> Result<(), SwapchainError> {
-    let caps = backend.capabilities(surface, &owned.caps, Some(info.present_mode));
+    let caps = surface
+        .platform
+        .capabilities(&owned.caps, Some(info.present_mode));
     if owned.caps.format(info.image_format).is_none()
         || info.image_color_space != vk::ColorSpaceKHR::SRGB_NONLINEAR
     {
@@ -183,7 +157,11 @@ fn check(
             info.image_color_space,
         ));
     }
-    if !backend.present_modes(surface).contains(&info.present_mode) {
+    if !surface
+        .platform
+        .present_modes()
+        .contains(&info.present_mode)
+    {
         return Err(unsupported(format!(
             "present mode {:?} is not offered",
             info.present_mode
@@ -234,11 +212,12 @@ fn check(
 fn create(
     state: &DeviceState,
     owned: &Owned,
+    wsi: Arc<WsiDevice>,
     surface: &Surface,
-    backend: &'static dyn Backend,
     info: &vk::SwapchainCreateInfoKHR<'_>,
 ) -> Result<Box<Swapchain>, SwapchainError> {
-    check(owned, surface, backend, info)?;
+    check(owned, surface, info)?;
+    wsi.reap(false);
     let format = owned
         .caps
         .format(info.image_format)
@@ -283,8 +262,8 @@ fn create(
         layers: info.image_array_layers,
     };
     let settings = &owned.settings;
-    let modifiers = formats::modifiers(&owned.pd_fns, owned.physical_device, &params, |m| {
-        backend.accepts_modifier(surface, format, m, settings)
+    let modifiers = caps::modifiers(&owned.pd_fns, owned.physical_device, &params, |m| {
+        surface.platform.accepts_modifier(format, m, settings)
     });
     if modifiers.is_empty() {
         return Err(SwapchainError::NoModifier(info.image_format));
@@ -301,17 +280,22 @@ fn create(
         modifiers: &modifiers,
         memory: &owned.memory,
     };
-    let ctx = Ctx {
-        device: &state.fns,
-        ext: &owned.ext,
-        allocator: None,
-    };
+    let allocator = surface.platform.allocator(settings);
     let mut images = Images {
-        ctx: &ctx,
+        wsi: &wsi,
         list: Vec::with_capacity(info.min_image_count as usize),
     };
+    let ctx = wsi.ctx();
     for _ in 0..info.min_image_count {
-        images.list.push(Image::create(&ctx, &spec)?);
+        let image = match &allocator {
+            None => Image::export(&ctx, &spec)?,
+            Some(a) => Image::import(
+                &ctx,
+                &spec,
+                a.allocate(format, info.image_extent, &modifiers)?,
+            )?,
+        };
+        images.list.push(image);
     }
 
     let fallback = fallback(owned, &images.list[0])?;
@@ -319,25 +303,34 @@ fn create(
         image.add_sync(&ctx, fallback.is_none())?;
     }
     let pool = Arc::new(Pool::new(info.min_image_count));
-    let mut backend_images = Vec::with_capacity(images.list.len());
+    let mut consumer_images = Vec::with_capacity(images.list.len());
+    let mut dma_bufs = Vec::with_capacity(images.list.len());
     for image in &images.list {
-        backend_images.push(backend_image(image, format, info.image_extent)?);
+        consumer_images.push(ConsumerImage {
+            buffer: buffer_of(image)?,
+            format,
+            extent: info.image_extent,
+        });
+        dma_bufs.push(buffer_of(image)?.dma_buf);
     }
-    let presenter: Arc<dyn backend::Presenter> = Arc::from(backend.create_presenter(
-        surface,
-        PresenterConfig {
-            images: backend_images,
+    let returned = Arc::new(Returned {
+        pool: pool.clone(),
+        dma_bufs,
+    });
+    let presenter: Arc<dyn crate::wsi::platform::Presenter> =
+        Arc::from(surface.platform.create_presenter(PresenterConfig {
+            images: consumer_images,
             present_mode: info.present_mode,
             composite_alpha: info.composite_alpha,
-            pool: pool.clone(),
+            returns: returned,
             settings,
-        },
-    )?);
+        })?);
     let path = match fallback {
         None => PresentPath::Direct,
+        Some(_) if presenter.uses_application_objects() => PresentPath::Wait,
         Some(_) => PresentPath::Thread(
             PresentThread::start(
-                state.fns.clone(),
+                wsi.fns.clone(),
                 presenter.clone(),
                 pool.clone(),
                 images.list.len(),
@@ -350,24 +343,30 @@ fn create(
     }
     let list = std::mem::take(&mut images.list);
     tracing::info!(
-        "swapchain created: {} images of {:?} {}x{}, modifier {:#x}, {:?}, sync {}",
+        "swapchain created: {} images of {:?} {}x{}, modifier {:#x}, {}, {:?}, sync {}",
         list.len(),
         info.image_format,
         info.image_extent.width,
         info.image_extent.height,
         list[0].modifier,
+        if allocator.is_some() {
+            "allocated by the consumer"
+        } else {
+            "allocated by the driver"
+        },
         info.present_mode,
         match fallback {
             None => "sync_file",
             Some(_) => "cpu",
         }
     );
+    let alias = AliasSpec::new(&spec, &list[0]);
     Ok(Box::new(Swapchain {
+        handle: 0,
         device: state.handle,
-        fns: state.fns.clone(),
-        ext: owned.ext,
         handles: list.iter().map(|i| i.image).collect(),
         images: list.into_boxed_slice(),
+        wsi: wsi.clone(),
         pool,
         presenter,
         path,
@@ -375,19 +374,21 @@ fn create(
             fallback,
             Some(Fallback::ForcedCpu | Fallback::NoKernelIoctls)
         ),
+        sharing: info.image_sharing_mode,
+        alias,
     }))
 }
 
 /// Images made so far, freed if creation fails halfway.
 struct Images<'a> {
-    ctx: &'a Ctx<'a>,
+    wsi: &'a WsiDevice,
     list: Vec<Image>,
 }
 
 impl Drop for Images<'_> {
     fn drop(&mut self) {
         for image in &mut self.list {
-            image.destroy(self.ctx);
+            self.wsi.free(image);
         }
     }
 }
@@ -409,77 +410,18 @@ fn fallback(owned: &Owned, first: &Image) -> Result<Option<Fallback>, SwapchainE
     Ok(None)
 }
 
-/// The backend's view of `image`, with a descriptor of its own.
-fn backend_image(
-    image: &Image,
-    format: formats::Format,
-    extent: vk::Extent2D,
-) -> Result<BackendImage, SwapchainError> {
+/// `image`'s buffer, with a descriptor of its own.
+fn buffer_of(image: &Image) -> Result<Buffer, SwapchainError> {
     let fd = image.dma_buf.as_ref().ok_or(SwapchainError::Unsupported(
         "the image has no dma-buf".into(),
     ))?;
     let dup = rustix::io::fcntl_dupfd_cloexec(fd.as_fd(), 0)
         .map_err(|e| SwapchainError::Kernel(syncfile::Error::Os(e)))?;
-    Ok(BackendImage {
+    Ok(Buffer {
         dma_buf: DmaBuf::from(dup),
-        format,
         modifier: image.modifier,
-        extent,
         offset: image.layout.offset,
         stride: image.layout.row_pitch,
         size: image.layout.size,
     })
-}
-
-pub(super) unsafe extern "system" fn destroy_swapchain(
-    device: vk::Device,
-    swapchain: vk::SwapchainKHR,
-    p_allocator: *const vk::AllocationCallbacks<'_>,
-) {
-    guard("vkDestroySwapchainKHR", (), || {
-        if swapchain == vk::SwapchainKHR::null() {
-            return;
-        }
-        if let Some(s) = SWAPCHAINS.remove(swapchain.as_raw() as usize) {
-            super::destroy(s);
-            return;
-        }
-        // SAFETY: the device is alive for the command.
-        match unsafe { DEVICES.get(dispatch::key(device)) } {
-            // SAFETY: the application's arguments, for the driver.
-            Some(d) => unsafe {
-                (d.swapchain.destroy_swapchain_khr)(device, swapchain, p_allocator)
-            },
-            None => tracing::error!("vkDestroySwapchainKHR: unknown device"),
-        }
-    })
-}
-
-pub(super) unsafe extern "system" fn device_group_surface_present_modes(
-    device: vk::Device,
-    surface: vk::SurfaceKHR,
-    p_modes: *mut vk::DeviceGroupPresentModeFlagsKHR,
-) -> vk::Result {
-    guard(
-        "vkGetDeviceGroupSurfacePresentModesKHR",
-        vk::Result::ERROR_SURFACE_LOST_KHR,
-        || {
-            // SAFETY: the device is alive for the command.
-            let Some(state) = (unsafe { DEVICES.get(dispatch::key(device)) }) else {
-                return vk::Result::ERROR_SURFACE_LOST_KHR;
-            };
-            if state.owned().is_some() && surface::lookup(surface).is_some() {
-                // A group of one device presents its own images.
-                // SAFETY: the application passes a valid output pointer.
-                unsafe { *p_modes = vk::DeviceGroupPresentModeFlagsKHR::LOCAL };
-                return vk::Result::SUCCESS;
-            }
-            // SAFETY: the application's arguments, for the driver.
-            unsafe {
-                (state.swapchain.get_device_group_surface_present_modes_khr)(
-                    device, surface, p_modes,
-                )
-            }
-        },
-    )
 }

@@ -1,14 +1,19 @@
 //! One swapchain image: a Vulkan image with an explicit DRM format
-//! modifier, in dedicated memory exported as a dma-buf, and the semaphore
-//! (and, for the CPU fallback, the fence) its present signals.
+//! modifier in dedicated memory that is a dma-buf, either allocated by the
+//! driver and exported, or allocated by the consumer and imported; the
+//! semaphore (and, for the CPU fallback, the fence) its present signals;
+//! and its ownership-transfer command buffers, one pair per queue family.
 
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, IntoRawFd, OwnedFd};
+use std::sync::atomic::AtomicBool;
+use std::sync::Mutex;
 
 use ash::vk;
 use syncfile::DmaBuf;
 
-use crate::device::ExtFns;
-use crate::error::SwapchainError;
+use super::error::SwapchainError;
+use crate::vulkan::device::ExtFns;
+use crate::wsi::platform::Buffer;
 
 /// How every image of a swapchain is made.
 pub struct ImageSpec<'a> {
@@ -21,6 +26,8 @@ pub struct ImageSpec<'a> {
     pub families: &'a [u32],
     /// The formats of a mutable-format swapchain's views (empty otherwise).
     pub view_formats: &'a [vk::Format],
+    /// The modifiers the driver may choose from, for driver-allocated
+    /// images.
     pub modifiers: &'a [u64],
     pub memory: &'a vk::PhysicalDeviceMemoryProperties,
 }
@@ -29,7 +36,16 @@ pub struct ImageSpec<'a> {
 pub struct Ctx<'a> {
     pub device: &'a ash::Device,
     pub ext: &'a ExtFns,
-    pub allocator: Option<&'a vk::AllocationCallbacks<'a>>,
+}
+
+/// The command buffers that hand an image to its consumer at present and
+/// take it back before the application's first use after an acquire, on
+/// queues of one family.
+#[derive(Clone, Copy)]
+pub struct Transfers {
+    pub family: u32,
+    pub release: vk::CommandBuffer,
+    pub acquire: vk::CommandBuffer,
 }
 
 #[derive(Default)]
@@ -38,20 +54,31 @@ pub struct Image {
     memory: vk::DeviceMemory,
     /// Signalled by the present submission.
     pub semaphore: vk::Semaphore,
-    /// CPU fallback only: signalled once that submission is done.
+    /// CPU fallback only: signalled once that submission is done (and
+    /// made signalled: no submission yet).
     pub fence: vk::Fence,
+    /// Signalled by the layer's batch that takes the image back from the
+    /// consumer, and waited on by the application's batch after it in
+    /// place of the acquire semaphore.
+    pub handback: vk::Semaphore,
     pub dma_buf: Option<DmaBuf>,
     pub modifier: u64,
     pub layout: vk::SubresourceLayout,
+    /// Recorded on first use of each queue family (see `ownership`), from
+    /// the device's pool for that family.
+    pub transfers: Mutex<Vec<Transfers>>,
+    /// Whether a present has handed it to its consumer: from then on the
+    /// application's first use after an acquire takes it back.
+    pub released: AtomicBool,
     freed: bool,
 }
 
 impl Image {
-    /// Makes the image, its memory and its dma-buf; on failure frees
-    /// whatever it made.
-    pub fn create(ctx: &Ctx<'_>, spec: &ImageSpec<'_>) -> Result<Image, SwapchainError> {
+    /// Makes the image and its memory, allocated by the driver and
+    /// exported as a dma-buf; on failure frees whatever it made.
+    pub fn export(ctx: &Ctx<'_>, spec: &ImageSpec<'_>) -> Result<Image, SwapchainError> {
         let mut image = Image::default();
-        match image.build(ctx, spec) {
+        match image.build_exported(ctx, spec) {
             Ok(()) => Ok(image),
             Err(e) => {
                 image.destroy(ctx);
@@ -60,13 +87,34 @@ impl Image {
         }
     }
 
-    fn build(&mut self, ctx: &Ctx<'_>, spec: &ImageSpec<'_>) -> Result<(), SwapchainError> {
-        let d = ctx.device;
+    /// Makes the image on the consumer's `buffer`, imported into Vulkan;
+    /// on failure frees whatever it made (the buffer's descriptor too).
+    pub fn import(
+        ctx: &Ctx<'_>,
+        spec: &ImageSpec<'_>,
+        buffer: Buffer,
+    ) -> Result<Image, SwapchainError> {
+        let mut image = Image::default();
+        match image.build_imported(ctx, spec, buffer) {
+            Ok(()) => Ok(image),
+            Err(e) => {
+                image.destroy(ctx);
+                Err(e)
+            }
+        }
+    }
+
+    fn create_image(
+        &mut self,
+        ctx: &Ctx<'_>,
+        spec: &ImageSpec<'_>,
+        modifier: Modifier<'_>,
+    ) -> Result<(), SwapchainError> {
         let mut external = vk::ExternalMemoryImageCreateInfo::default()
             .handle_types(vk::ExternalMemoryHandleTypeFlags::DMA_BUF_EXT);
-        let mut modifiers = vk::ImageDrmFormatModifierListCreateInfoEXT::default()
-            .drm_format_modifiers(spec.modifiers);
-        let mut list = vk::ImageFormatListCreateInfo::default().view_formats(spec.view_formats);
+        let mut list = vk::ImageDrmFormatModifierListCreateInfoEXT::default();
+        let mut explicit = vk::ImageDrmFormatModifierExplicitCreateInfoEXT::default();
+        let mut views = vk::ImageFormatListCreateInfo::default().view_formats(spec.view_formats);
         let mut info = vk::ImageCreateInfo::default()
             .flags(spec.flags)
             .image_type(vk::ImageType::TYPE_2D)
@@ -84,20 +132,44 @@ impl Image {
             .sharing_mode(spec.sharing)
             .queue_family_indices(spec.families)
             .initial_layout(vk::ImageLayout::UNDEFINED)
-            .push_next(&mut external)
-            .push_next(&mut modifiers);
+            .push_next(&mut external);
+        info = match modifier {
+            Modifier::Choose(m) => {
+                list = list.drm_format_modifiers(m);
+                info.push_next(&mut list)
+            }
+            Modifier::Exactly(m, plane) => {
+                explicit = explicit
+                    .drm_format_modifier(m)
+                    .plane_layouts(std::slice::from_ref(plane));
+                info.push_next(&mut explicit)
+            }
+        };
         if !spec.view_formats.is_empty() {
-            info = info.push_next(&mut list);
+            info = info.push_next(&mut views);
         }
         // SAFETY: a valid create info for a device with the modifier and
         // external-memory extensions enabled.
-        self.image = unsafe { d.create_image(&info, ctx.allocator) }
+        self.image = unsafe { ctx.device.create_image(&info, None) }
             .map_err(|r| SwapchainError::Vulkan("vkCreateImage", r))?;
+        Ok(())
+    }
 
+    fn build_exported(
+        &mut self,
+        ctx: &Ctx<'_>,
+        spec: &ImageSpec<'_>,
+    ) -> Result<(), SwapchainError> {
+        let d = ctx.device;
+        self.create_image(ctx, spec, Modifier::Choose(spec.modifiers))?;
         let mut props = vk::ImageDrmFormatModifierPropertiesEXT::default();
         // SAFETY: the image was made with DRM_FORMAT_MODIFIER tiling.
         let r = unsafe {
-            (ctx.ext.get_image_drm_format_modifier_properties)(d.handle(), self.image, &mut props)
+            (ctx.ext
+                .modifier
+                .get_image_drm_format_modifier_properties_ext)(
+                d.handle(), self.image, &mut props
+            )
         };
         if r != vk::Result::SUCCESS {
             return Err(SwapchainError::Vulkan(
@@ -106,7 +178,6 @@ impl Image {
             ));
         }
         self.modifier = props.drm_format_modifier;
-
         // SAFETY: the image is alive.
         let reqs = unsafe { d.get_image_memory_requirements(self.image) };
         let type_index =
@@ -121,24 +192,22 @@ impl Image {
             .push_next(&mut export)
             .push_next(&mut dedicated);
         // SAFETY: a valid allocation for this image.
-        self.memory = unsafe { d.allocate_memory(&alloc, ctx.allocator) }
+        self.memory = unsafe { d.allocate_memory(&alloc, None) }
             .map_err(|r| SwapchainError::Vulkan("vkAllocateMemory", r))?;
         // SAFETY: fresh memory of a type the image accepts, dedicated to it.
         unsafe { d.bind_image_memory(self.image, self.memory, 0) }
             .map_err(|r| SwapchainError::Vulkan("vkBindImageMemory", r))?;
-
         let get = vk::MemoryGetFdInfoKHR::default()
             .memory(self.memory)
             .handle_type(vk::ExternalMemoryHandleTypeFlags::DMA_BUF_EXT);
         let mut fd = -1;
         // SAFETY: memory allocated exportable as a dma-buf.
-        let r = unsafe { (ctx.ext.get_memory_fd)(d.handle(), &get, &mut fd) };
+        let r = unsafe { (ctx.ext.memory_fd.get_memory_fd_khr)(d.handle(), &get, &mut fd) };
         if r != vk::Result::SUCCESS || fd < 0 {
             return Err(SwapchainError::Vulkan("vkGetMemoryFdKHR", r));
         }
         // SAFETY: a successful export hands the caller a new descriptor.
         self.dma_buf = Some(DmaBuf::from(unsafe { OwnedFd::from_raw_fd(fd) }));
-
         let plane = vk::ImageSubresource {
             aspect_mask: vk::ImageAspectFlags::MEMORY_PLANE_0_EXT,
             mip_level: 0,
@@ -147,6 +216,73 @@ impl Image {
         // SAFETY: a single-plane image with a modifier.
         self.layout = unsafe { d.get_image_subresource_layout(self.image, plane) };
         Ok(())
+    }
+
+    fn build_imported(
+        &mut self,
+        ctx: &Ctx<'_>,
+        spec: &ImageSpec<'_>,
+        buffer: Buffer,
+    ) -> Result<(), SwapchainError> {
+        let d = ctx.device;
+        let layout = vk::SubresourceLayout {
+            offset: buffer.offset,
+            size: buffer.size,
+            row_pitch: buffer.stride,
+            array_pitch: 0,
+            depth_pitch: 0,
+        };
+        self.layout = layout;
+        self.modifier = buffer.modifier;
+        // The image's own from here on, so that a failure below closes it.
+        let dma_buf: &DmaBuf = self.dma_buf.insert(buffer.dma_buf);
+        let fd = dma_buf.as_fd().as_raw_fd();
+        // The import takes a descriptor of its own on success.
+        let import_fd = rustix::io::fcntl_dupfd_cloexec(dma_buf.as_fd(), 0)
+            .map_err(|e| SwapchainError::Kernel(syncfile::Error::Os(e)))?;
+        self.create_image(ctx, spec, Modifier::Exactly(buffer.modifier, &layout))?;
+        let mut fd_props = vk::MemoryFdPropertiesKHR::default();
+        // SAFETY: a live dma-buf descriptor, only read.
+        let r = unsafe {
+            (ctx.ext.memory_fd.get_memory_fd_properties_khr)(
+                d.handle(),
+                vk::ExternalMemoryHandleTypeFlags::DMA_BUF_EXT,
+                fd,
+                &mut fd_props,
+            )
+        };
+        if r != vk::Result::SUCCESS {
+            return Err(SwapchainError::Vulkan("vkGetMemoryFdPropertiesKHR", r));
+        }
+        // SAFETY: the image is alive.
+        let reqs = unsafe { d.get_image_memory_requirements(self.image) };
+        let type_index = memory_type(
+            spec.memory,
+            reqs.memory_type_bits & fd_props.memory_type_bits,
+        )
+        .ok_or(SwapchainError::NoMemoryType)?;
+        let import_fd = import_fd.into_raw_fd();
+        let mut import = vk::ImportMemoryFdInfoKHR::default()
+            .handle_type(vk::ExternalMemoryHandleTypeFlags::DMA_BUF_EXT)
+            .fd(import_fd);
+        let mut dedicated = vk::MemoryDedicatedAllocateInfo::default().image(self.image);
+        let alloc = vk::MemoryAllocateInfo::default()
+            .allocation_size(reqs.size)
+            .memory_type_index(type_index)
+            .push_next(&mut import)
+            .push_next(&mut dedicated);
+        // SAFETY: a valid import of a dma-buf for this image.
+        match unsafe { d.allocate_memory(&alloc, None) } {
+            Ok(m) => self.memory = m,
+            Err(r) => {
+                // SAFETY: a failed import leaves the descriptor the caller's.
+                drop(unsafe { OwnedFd::from_raw_fd(import_fd) });
+                return Err(SwapchainError::Vulkan("vkAllocateMemory (import)", r));
+            }
+        }
+        // SAFETY: fresh memory of a type the image accepts, dedicated to it.
+        unsafe { d.bind_image_memory(self.image, self.memory, 0) }
+            .map_err(|r| SwapchainError::Vulkan("vkBindImageMemory", r))
     }
 
     /// Makes the semaphore its present signals (exportable as a sync_file
@@ -158,21 +294,35 @@ impl Image {
         if exportable {
             info = info.push_next(&mut export);
         }
-        // SAFETY: a valid create info.
-        self.semaphore = unsafe { ctx.device.create_semaphore(&info, ctx.allocator) }
+        // SAFETY: valid create infos.
+        self.semaphore = unsafe { ctx.device.create_semaphore(&info, None) }
             .map_err(|r| SwapchainError::Vulkan("vkCreateSemaphore", r))?;
+        // SAFETY: as above.
+        self.handback = unsafe {
+            ctx.device
+                .create_semaphore(&vk::SemaphoreCreateInfo::default(), None)
+        }
+        .map_err(|r| SwapchainError::Vulkan("vkCreateSemaphore", r))?;
         if !exportable {
             // SAFETY: as above.
             self.fence = unsafe {
-                ctx.device
-                    .create_fence(&vk::FenceCreateInfo::default(), ctx.allocator)
+                ctx.device.create_fence(
+                    &vk::FenceCreateInfo::default().flags(vk::FenceCreateFlags::SIGNALED),
+                    None,
+                )
             }
             .map_err(|r| SwapchainError::Vulkan("vkCreateFence", r))?;
         }
         Ok(())
     }
 
-    /// Frees everything the image has, which nothing may use any more; its
+    /// The command buffers it recorded so far, for their pools to free.
+    pub fn take_transfers(&mut self) -> Vec<Transfers> {
+        std::mem::take(self.transfers.get_mut().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Frees everything the image has, which nothing may use any more
+    /// (its transfer command buffers are freed with their pools'); its
     /// `VkImage` handle stays readable for `vkGetSwapchainImagesKHR`.
     pub fn destroy(&mut self, ctx: &Ctx<'_>) {
         if self.freed {
@@ -183,23 +333,33 @@ impl Image {
         // SAFETY: each handle is null or this image's own, and unused.
         unsafe {
             if self.fence != vk::Fence::null() {
-                d.destroy_fence(self.fence, ctx.allocator);
+                d.destroy_fence(self.fence, None);
                 self.fence = vk::Fence::null();
             }
-            if self.semaphore != vk::Semaphore::null() {
-                d.destroy_semaphore(self.semaphore, ctx.allocator);
-                self.semaphore = vk::Semaphore::null();
+            for s in [&mut self.semaphore, &mut self.handback] {
+                if *s != vk::Semaphore::null() {
+                    d.destroy_semaphore(*s, None);
+                    *s = vk::Semaphore::null();
+                }
             }
             if self.image != vk::Image::null() {
-                d.destroy_image(self.image, ctx.allocator);
+                d.destroy_image(self.image, None);
             }
             if self.memory != vk::DeviceMemory::null() {
-                d.free_memory(self.memory, ctx.allocator);
+                d.free_memory(self.memory, None);
                 self.memory = vk::DeviceMemory::null();
             }
         }
         self.dma_buf = None;
     }
+}
+
+/// How an image's modifier is decided.
+enum Modifier<'a> {
+    /// The driver picks one of these.
+    Choose(&'a [u64]),
+    /// The consumer's buffer has this one, with this plane layout.
+    Exactly(u64, &'a vk::SubresourceLayout),
 }
 
 /// The memory type for an image that accepts `bits`: device-local if one

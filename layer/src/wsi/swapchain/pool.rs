@@ -40,6 +40,8 @@ pub struct Pool {
 
 struct Inner {
     states: Box<[ImageState]>,
+    /// How many times each image was acquired: names one acquire.
+    acquires: Box<[u64]>,
     free: VecDeque<u32>,
     /// What the backend last reported about the surface: `SUCCESS`,
     /// `SUBOPTIMAL_KHR`, or an error every later acquire returns.
@@ -67,6 +69,7 @@ impl Pool {
         Self {
             inner: Mutex::new(Inner {
                 states: vec![ImageState::Free; count as usize].into_boxed_slice(),
+                acquires: vec![0; count as usize].into_boxed_slice(),
                 free: (0..count).collect(),
                 status: vk::Result::SUCCESS,
                 retired: false,
@@ -92,10 +95,22 @@ impl Pool {
         match g.free.pop_front() {
             Some(i) => {
                 g.states[i as usize] = ImageState::Acquired;
+                g.acquires[i as usize] += 1;
                 Take::Image(i, g.status)
             }
             None => Take::Empty(g.generation),
         }
+    }
+
+    /// Which acquire of image `i` the latest was (1 for the first).
+    pub fn acquire_seq(&self, i: u32) -> u64 {
+        self.lock().acquires.get(i as usize).copied().unwrap_or(0)
+    }
+
+    /// Whether image `i` is still acquired, by acquire `seq`.
+    pub fn acquired_as(&self, i: u32, seq: u64) -> bool {
+        let g = self.lock();
+        g.states.get(i as usize) == Some(&ImageState::Acquired) && g.acquires[i as usize] == seq
     }
 
     /// Gives back an image `take` handed out but the acquire could not
@@ -222,7 +237,9 @@ mod tests {
         assert_eq!(p.take(), Take::Image(2, vk::Result::SUCCESS));
         assert_eq!(p.take(), Take::Image(0, vk::Result::SUCCESS));
         assert!(matches!(p.take(), Take::Empty(_)));
+        assert!(p.acquired_as(0, 2) && !p.acquired_as(0, 1) && p.acquired_as(1, 1));
         p.untake(0);
+        assert!(!p.acquired_as(0, 2));
         assert_eq!(p.take(), Take::Image(0, vk::Result::SUCCESS));
         p.release(1);
         assert_eq!(

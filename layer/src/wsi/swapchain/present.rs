@@ -1,69 +1,36 @@
-//! `vkQueuePresentKHR`: one present may name swapchains of the layer and
-//! of the driver together.
+//! `vkQueuePresentKHR`, the sync bridge's present half: one present may
+//! name swapchains of the layer and of the driver together.
 //!
-//! The layer consumes the present's wait semaphores with one empty
-//! submission on the present queue (waiting at ALL_COMMANDS), which
-//! signals the present semaphore of each of its images (see the swapchain
-//! and the sync bridge for what follows) and, when the driver has
-//! swapchains in the same present, a hand-off semaphore that the driver's
-//! part then waits on instead. Results are reported per swapchain.
+//! The layer consumes the present's wait semaphores with one submission on
+//! the present queue (waiting at ALL_COMMANDS) whose command buffers hand
+//! each image to its consumer (`ownership`), and which signals the present
+//! semaphore of each of its images and, when the driver has swapchains in
+//! the same present, a hand-off semaphore that the driver's part then waits
+//! on instead. Each image's semaphore is then exported as a sync_file that
+//! becomes its dma-buf's write fence, and the image goes to its presenter,
+//! on this thread. Results are reported per swapchain.
 //!
 //! Nothing here allocates for presents of up to four swapchains, and no
 //! lock is taken unless the present mixes both kinds.
 
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
 
 use ash::vk;
 use smallvec::SmallVec;
 
-use crate::device::{DeviceState, DEVICES};
-use crate::dispatch;
-use crate::entry::guard;
-use crate::stats::{CpuTimer, PRESENT_CPU};
-use crate::swapchain::{self, Swapchain};
+use super::image::Image;
+use super::ownership;
+use super::{fell_back_once, PresentPath, Swapchain};
+use crate::plumbing::stats::{self, Counter, CpuTimer, Wait, PRESENT_CPU};
+use crate::vulkan::device::DeviceState;
+use crate::wsi::bridge;
+use crate::wsi::platform::Frame;
 
 type Few<T> = SmallVec<[T; 4]>;
 
-/// Semaphores that carry a mixed present's waits to the driver's part,
-/// used in turn. A binary semaphore may be signalled again once the
-/// present that waited on it has executed that wait; cycling through
-/// several keeps each one's reuse presents apart.
-pub struct Handoff {
-    ring: Mutex<(Vec<vk::Semaphore>, usize)>,
-}
-
-const HANDOFF_RING: usize = 8;
-
-impl Handoff {
-    pub fn new() -> Self {
-        Self {
-            ring: Mutex::new((Vec::new(), 0)),
-        }
-    }
-
-    fn next(&self, fns: &ash::Device) -> Result<vk::Semaphore, vk::Result> {
-        let mut g = self.ring.lock().unwrap_or_else(|e| e.into_inner());
-        let (ring, next) = &mut *g;
-        if ring.len() < HANDOFF_RING {
-            // SAFETY: a plain binary semaphore of this device.
-            let s = unsafe { fns.create_semaphore(&vk::SemaphoreCreateInfo::default(), None) }?;
-            ring.push(s);
-            return Ok(s);
-        }
-        *next = (*next + 1) % ring.len();
-        Ok(ring[*next])
-    }
-
-    /// Destroys the semaphores, when their device is destroyed.
-    pub fn destroy(&self, fns: &ash::Device) {
-        let mut g = self.ring.lock().unwrap_or_else(|e| e.into_inner());
-        for s in g.0.drain(..) {
-            // SAFETY: the device is idle before its destruction, as Vulkan
-            // requires, so no present waits on these any more.
-            unsafe { fns.destroy_semaphore(s, None) };
-        }
-    }
-}
+/// Presents on owned swapchains since the process started: frame numbers.
+static FRAMES: AtomicU64 = AtomicU64::new(0);
 
 /// # Safety
 /// `ptr` points to `n` items, or `n` is 0.
@@ -76,46 +43,38 @@ unsafe fn slice<'a, T>(ptr: *const T, n: usize) -> &'a [T] {
     }
 }
 
-pub(crate) unsafe extern "system" fn queue_present(
+/// `vkQueuePresentKHR` on `device`'s `queue`.
+///
+/// # Safety
+/// The application's present info and queue, for the duration of the call.
+pub unsafe fn queue_present(
+    device: &DeviceState,
     queue: vk::Queue,
-    p_info: *const vk::PresentInfoKHR<'_>,
+    info: &vk::PresentInfoKHR<'_>,
 ) -> vk::Result {
-    guard(
-        "vkQueuePresentKHR",
-        vk::Result::ERROR_OUT_OF_DATE_KHR,
-        || {
-            // SAFETY: the queue is alive for the command.
-            let Some(device) = (unsafe { DEVICES.get(dispatch::key(queue)) }) else {
-                tracing::error!("vkQueuePresentKHR: unknown queue");
-                return vk::Result::ERROR_DEVICE_LOST;
-            };
-            // SAFETY: the application passes a valid present info.
-            let info = unsafe { &*p_info };
-            let n = info.swapchain_count as usize;
-            // SAFETY: the present info holds n swapchains and indices.
-            let (swapchains, indices) =
-                unsafe { (slice(info.p_swapchains, n), slice(info.p_image_indices, n)) };
-            let ours: Few<(usize, &Swapchain)> = swapchains
-                .iter()
-                .enumerate()
-                // SAFETY: the swapchains are alive for the command.
-                .filter_map(|(pos, &h)| Some((pos, unsafe { swapchain::get(h) }?)))
-                .collect();
-            if ours.is_empty() {
-                // SAFETY: the application's arguments, for the driver.
-                return unsafe { (device.swapchain.queue_present_khr)(queue, p_info) };
-            }
-            let _timer = CpuTimer::start(&PRESENT_CPU);
-            let mut results: Few<vk::Result> = SmallVec::from_elem(vk::Result::SUCCESS, n);
-            // SAFETY: the application's present info and queue.
-            let overall = unsafe { present(device, queue, info, indices, &ours, &mut results) };
-            if !info.p_results.is_null() {
-                // SAFETY: the application's array has room for n results.
-                unsafe { std::ptr::copy_nonoverlapping(results.as_ptr(), info.p_results, n) };
-            }
-            overall
-        },
-    )
+    let n = info.swapchain_count as usize;
+    // SAFETY: the present info holds n swapchains and indices.
+    let (swapchains, indices) =
+        unsafe { (slice(info.p_swapchains, n), slice(info.p_image_indices, n)) };
+    let ours: Few<(usize, &Swapchain)> = swapchains
+        .iter()
+        .enumerate()
+        // SAFETY: the swapchains are alive for the command.
+        .filter_map(|(pos, &h)| Some((pos, unsafe { super::get(h) }?)))
+        .collect();
+    if ours.is_empty() {
+        // SAFETY: the application's arguments, for the driver.
+        return unsafe { (device.swapchain.queue_present_khr)(queue, info) };
+    }
+    let _timer = CpuTimer::start(&PRESENT_CPU);
+    let mut results: Few<vk::Result> = SmallVec::from_elem(vk::Result::SUCCESS, n);
+    // SAFETY: the application's present info and queue.
+    let overall = unsafe { present(device, queue, info, indices, &ours, &mut results) };
+    if !info.p_results.is_null() {
+        // SAFETY: the application's array has room for n results.
+        unsafe { std::ptr::copy_nonoverlapping(results.as_ptr(), info.p_results, n) };
+    }
+    overall
 }
 
 /// The present itself, once it is known to name some of the layer's
@@ -132,48 +91,57 @@ unsafe fn present(
     results: &mut [vk::Result],
 ) -> vk::Result {
     let n = results.len();
+    let wsi = &ours[0].1.wsi;
+    let family = device.queues.family(queue);
     let mut signals: SmallVec<[vk::Semaphore; 5]> = SmallVec::new();
+    let mut cmds: Few<vk::CommandBuffer> = SmallVec::new();
     let mut accepted: Few<(usize, &Swapchain)> = SmallVec::new();
     for &(pos, s) in ours {
-        match s.begin_present(indices[pos]) {
+        let index = indices[pos];
+        match s.begin_present(index) {
             Ok(()) => {
-                signals.push(s.present_semaphore(indices[pos]));
+                let image = &s.images[index as usize];
+                signals.push(image.semaphore);
+                cmds.extend(s.release_command(image, family));
                 accepted.push((pos, s));
             }
             Err(r) => results[pos] = r,
         }
     }
     let theirs: Few<usize> = (0..n).filter(|p| !ours.iter().any(|o| o.0 == *p)).collect();
-    let handoff = match (theirs.is_empty(), device.owned()) {
-        (false, Some(o)) => match o.handoff.next(&device.fns) {
+    let handoff = if theirs.is_empty() {
+        None
+    } else {
+        match wsi.handoff() {
             Ok(s) => Some(s),
             Err(r) => {
-                for &(pos, s) in &accepted {
-                    s.abort_present(indices[pos]);
-                }
+                abort(&accepted, indices);
                 return r;
             }
-        },
-        _ => None,
+        }
     };
     signals.extend(handoff);
 
     // SAFETY: the present info holds this many wait semaphores.
     let waits = unsafe { slice(info.p_wait_semaphores, info.wait_semaphore_count as usize) };
+    if wsi.has_pending() {
+        // Images acquired and presented without any work in between need
+        // no taking back: this present hands them on again.
+        wsi.take_pending(|s| waits.contains(&s));
+    }
     if !waits.is_empty() || !signals.is_empty() {
         let stages: Few<vk::PipelineStageFlags> =
             SmallVec::from_elem(vk::PipelineStageFlags::ALL_COMMANDS, waits.len());
         let submit = vk::SubmitInfo::default()
             .wait_semaphores(waits)
             .wait_dst_stage_mask(&stages)
+            .command_buffers(&cmds)
             .signal_semaphores(&signals);
         // SAFETY: the application gave the layer the queue for this
         // command; the present semaphores are unsignalled (their last
         // signal was consumed by an export or a wait).
         if let Err(r) = unsafe { device.fns.queue_submit(queue, &[submit], vk::Fence::null()) } {
-            for &(pos, s) in &accepted {
-                s.abort_present(indices[pos]);
-            }
+            abort(&accepted, indices);
             return r;
         }
     }
@@ -187,6 +155,175 @@ unsafe fn present(
         driver = unsafe { present_theirs(device, queue, info, indices, &theirs, h, results) };
     }
     overall(results, driver)
+}
+
+/// Gives back the images of a present whose submission failed.
+fn abort(accepted: &[(usize, &Swapchain)], indices: &[u32]) {
+    for &(pos, s) in accepted {
+        s.pool.release(indices[pos]);
+    }
+}
+
+impl Swapchain {
+    /// Whether `index` may be presented; marks it presented. Refusals
+    /// leave nothing to undo.
+    fn begin_present(&self, index: u32) -> Result<(), vk::Result> {
+        match self.pool.present(index) {
+            Ok(()) => Ok(()),
+            Err(Some(r)) => {
+                stats::count(Counter::FramesOutOfDate);
+                Err(r)
+            }
+            Err(None) => {
+                tracing::error!(
+                    "vkQueuePresentKHR: image {index} of {} is not acquired; refusing it as out of date",
+                    self.describe()
+                );
+                stats::count(Counter::FramesOutOfDate);
+                Err(vk::Result::ERROR_OUT_OF_DATE_KHR)
+            }
+        }
+    }
+
+    /// The command buffer that hands `image` to its consumer on queues of
+    /// `family`, if the layer knows the family and could record it.
+    fn release_command(&self, image: &Image, family: Option<u32>) -> Option<vk::CommandBuffer> {
+        let Some(family) = family else {
+            fell_back_once("the present queue was not retrieved through the layer, so its family is unknown; images go to their consumer without an ownership transfer");
+            return None;
+        };
+        match ownership::transfers(&self.wsi, image, self.sharing, family) {
+            Ok(t) => {
+                image.released.store(true, Ordering::Release);
+                Some(t.release)
+            }
+            Err(r) => {
+                fell_back_once(&format!("recording an ownership transfer failed ({r}); images go to their consumer without one"));
+                None
+            }
+        }
+    }
+
+    /// The swapchain's part of a present, once the submission signalling
+    /// its semaphore is queued on `queue`: the render's fence onto the
+    /// dma-buf and the image to the consumer (or to the present thread).
+    fn finish_present(&self, device: &DeviceState, queue: vk::Queue, index: u32) -> vk::Result {
+        let frame = Frame {
+            index,
+            seq: FRAMES.fetch_add(1, Ordering::Relaxed),
+        };
+        stats::count(Counter::FramesPresented);
+        let image = &self.images[index as usize];
+        let result = match &self.path {
+            PresentPath::Direct => self.present_direct(device, queue, image, frame),
+            PresentPath::Thread(t) => self.present_via_thread(device, queue, image, frame, Some(t)),
+            PresentPath::Wait => self.present_via_thread(device, queue, image, frame, None),
+        };
+        if result.as_raw() < 0 {
+            self.pool.release(index);
+        }
+        result
+    }
+
+    fn present_direct(
+        &self,
+        device: &DeviceState,
+        queue: vk::Queue,
+        image: &Image,
+        frame: Frame,
+    ) -> vk::Result {
+        // SAFETY: the semaphore is exportable and its signal was just submitted.
+        let render = match unsafe {
+            bridge::export_semaphore(self.device, &self.wsi.ext, image.semaphore)
+        } {
+            Ok(r) => r,
+            Err(r) => {
+                fell_back_once(&format!("exporting the render fence failed ({r})"));
+                consume_and_wait(device, queue, image.semaphore);
+                None
+            }
+        };
+        if let (Some(render), Some(dma_buf)) = (&render, &image.dma_buf) {
+            if let Err(e) = bridge::attach_write_fence(dma_buf, render) {
+                fell_back_once(&format!(
+                    "attaching the render fence to a dma-buf failed ({e})"
+                ));
+                let start = Instant::now();
+                // Without the write fence, the render must be done before
+                // the consumer may look.
+                let _ = render.wait(None);
+                stats::waited(Wait::FailedImport, start.elapsed());
+            }
+        }
+        self.presenter.present(frame, render.as_ref())
+    }
+
+    fn present_via_thread(
+        &self,
+        device: &DeviceState,
+        queue: vk::Queue,
+        image: &Image,
+        frame: Frame,
+        thread: Option<&super::PresentThread>,
+    ) -> vk::Result {
+        let semaphores = [image.semaphore];
+        let stages = [vk::PipelineStageFlags::ALL_COMMANDS];
+        let submit = vk::SubmitInfo::default()
+            .wait_semaphores(&semaphores)
+            .wait_dst_stage_mask(&stages);
+        // SAFETY: the image came back from its consumer, which the present
+        // thread gave it only once this fence signalled: nothing waits on
+        // it. The application gave the layer the queue for this command,
+        // and the semaphore's signal is queued before this wait.
+        let submitted = unsafe {
+            device
+                .fns
+                .reset_fences(&[image.fence])
+                .and_then(|()| device.fns.queue_submit(queue, &[submit], image.fence))
+        };
+        if let Err(r) = submitted {
+            return r;
+        }
+        let Some(thread) = thread else {
+            let start = Instant::now();
+            // SAFETY: the fence of the submission just made.
+            let done = unsafe { device.fns.wait_for_fences(&[image.fence], true, u64::MAX) };
+            stats::waited(Wait::AppRenderFence, start.elapsed());
+            return match done {
+                Ok(()) => self.presenter.present(frame, None),
+                Err(r) => r,
+            };
+        };
+        if !thread.send(frame, image.fence) {
+            return vk::Result::ERROR_OUT_OF_DATE_KHR;
+        }
+        // The image is the thread's now, so no error may release it here;
+        // the consumer's answer comes later, and what it said last stands
+        // in (errors reach the application at its next acquire).
+        match self.pool.status() {
+            vk::Result::SUBOPTIMAL_KHR => vk::Result::SUBOPTIMAL_KHR,
+            _ => vk::Result::SUCCESS,
+        }
+    }
+}
+
+/// When the render fence cannot be exported: consumes the present
+/// semaphore's signal on the queue (so it can be signalled again) and
+/// waits until the render is done.
+fn consume_and_wait(device: &DeviceState, queue: vk::Queue, semaphore: vk::Semaphore) {
+    let semaphores = [semaphore];
+    let stages = [vk::PipelineStageFlags::ALL_COMMANDS];
+    let submit = vk::SubmitInfo::default()
+        .wait_semaphores(&semaphores)
+        .wait_dst_stage_mask(&stages);
+    let start = Instant::now();
+    // SAFETY: the application gave the layer the queue for this command,
+    // and the semaphore's signal is queued before this wait.
+    unsafe {
+        let _ = device.fns.queue_submit(queue, &[submit], vk::Fence::null());
+        let _ = device.fns.queue_wait_idle(queue);
+    }
+    stats::waited(Wait::FailedImport, start.elapsed());
 }
 
 /// Presents the driver's swapchains of a mixed present, waiting on the
