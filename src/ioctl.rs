@@ -1,5 +1,6 @@
-//! The dma-buf and sync_file uapi: ioctl numbers, argument structs
-//! (`include/uapi/linux/dma-buf.h`, `include/uapi/linux/sync_file.h`) and one
+//! The dma-buf, sync_file and dma-heap uapi: ioctl numbers, argument
+//! structs (`include/uapi/linux/dma-buf.h`, `include/uapi/linux/sync_file.h`,
+//! `include/uapi/linux/dma-heap.h`) and one
 //! thin call per ioctl that returns the kernel's errno unchanged. Turning an
 //! errno into a typed [`Error`](crate::Error) is the callers' business,
 //! because the same errno means different things per ioctl.
@@ -32,6 +33,15 @@ pub(crate) struct DmaBufSync {
 pub(crate) struct DmaBufSyncFile {
     pub(crate) flags: u32,
     pub(crate) fd: i32,
+}
+
+/// `struct dma_heap_allocation_data`.
+#[repr(C)]
+pub(crate) struct DmaHeapAllocationData {
+    pub(crate) len: u64,
+    pub(crate) fd: u32,
+    pub(crate) fd_flags: u32,
+    pub(crate) heap_flags: u64,
 }
 
 /// `struct sync_merge_data`.
@@ -72,6 +82,8 @@ pub(crate) const DMA_BUF_IOCTL_EXPORT_SYNC_FILE: Opcode =
 pub(crate) const DMA_BUF_IOCTL_IMPORT_SYNC_FILE: Opcode = opcode::write::<DmaBufSyncFile>(b'b', 3);
 pub(crate) const SYNC_IOC_MERGE: Opcode = opcode::read_write::<SyncMergeData>(b'>', 3);
 pub(crate) const SYNC_IOC_FILE_INFO: Opcode = opcode::read_write::<SyncFileInfo>(b'>', 4);
+pub(crate) const DMA_HEAP_IOCTL_ALLOC: Opcode =
+    opcode::read_write::<DmaHeapAllocationData>(b'H', 0);
 
 /// `DMA_BUF_IOCTL_SYNC` with raw flags (`SYNC_START`/`SYNC_END` | access).
 pub(crate) fn dma_buf_sync(fd: BorrowedFd<'_>, flags: u64) -> io::Result<()> {
@@ -178,6 +190,24 @@ pub(crate) fn sync_file_info_with_fences(
 }
 
 /// The bytes of a NUL-terminated name field, up to the NUL, as text.
+/// `DMA_HEAP_IOCTL_ALLOC`: a new dma-buf of `len` bytes from the heap
+/// `heap`, readable, writable (mappings may be shared writable) and closed
+/// on exec.
+pub(crate) fn dma_heap_alloc(heap: BorrowedFd<'_>, len: u64) -> io::Result<OwnedFd> {
+    let mut data = DmaHeapAllocationData {
+        len,
+        fd: 0,
+        fd_flags: (rustix::fs::OFlags::CLOEXEC | rustix::fs::OFlags::RDWR).bits(),
+        heap_flags: 0,
+    };
+    // SAFETY: the opcode is `_IOWR('H', 0, struct dma_heap_allocation_data)`
+    // and `data` has that layout and outlives the call.
+    unsafe { ioctl(heap, Updater::<DMA_HEAP_IOCTL_ALLOC, _>::new(&mut data)) }?;
+    // SAFETY: on success the kernel installed a new descriptor for us in
+    // `data.fd`; we are its only owner.
+    Ok(unsafe { OwnedFd::from_raw_fd(data.fd as i32) })
+}
+
 pub(crate) fn name_from_c(bytes: &[u8]) -> String {
     let len = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
     String::from_utf8_lossy(&bytes[..len]).into_owned()
@@ -198,12 +228,14 @@ mod tests {
         assert_eq!(DMA_BUF_IOCTL_IMPORT_SYNC_FILE, 0x4008_6203);
         assert_eq!(SYNC_IOC_MERGE, 0xC030_3E03);
         assert_eq!(SYNC_IOC_FILE_INFO, 0xC038_3E04);
+        assert_eq!(DMA_HEAP_IOCTL_ALLOC, 0xC018_4800);
     }
 
     #[test]
     fn struct_sizes_match_the_uapi() {
         assert_eq!(size_of::<DmaBufSync>(), 8);
         assert_eq!(size_of::<DmaBufSyncFile>(), 8);
+        assert_eq!(size_of::<DmaHeapAllocationData>(), 24);
         assert_eq!(size_of::<SyncMergeData>(), 48);
         assert_eq!(size_of::<SyncFileInfo>(), 56);
         assert_eq!(size_of::<SyncFenceInfo>(), 80);

@@ -19,7 +19,9 @@
 //! mapping ([`DmaBuf::cpu_access`]), and telling a kernel without the ioctls
 //! from every other failure ([`probe::probe`], [`Error::Unsupported`]).
 //!
-//! With the `test-sources` feature, [`sources`] makes dma-bufs and fences
+//! [`heap`] allocates dma-bufs from a dma-heap, for consumers that own the
+//! buffers they read. With the `test-sources` feature, [`sources`] makes
+//! dma-bufs and fences
 //! without a GPU (the system dma-heap, udmabuf and vgem), for tests.
 //!
 //! Like rustix, the crate is thin: one method per kernel operation, no
@@ -30,6 +32,7 @@
 
 mod dma_buf;
 mod error;
+pub mod heap;
 mod ioctl;
 mod poll;
 pub mod probe;

@@ -1,4 +1,4 @@
-//! The uapi of the test sources: `linux/dma-heap.h`, `linux/udmabuf.h`,
+//! The uapi of the test sources: `linux/udmabuf.h`,
 //! `drm/drm.h`, `drm/drm_mode.h` and `drm/vgem_drm.h`, with one thin call
 //! per ioctl that returns the kernel's errno unchanged.
 
@@ -7,15 +7,6 @@ use std::os::fd::{BorrowedFd, FromRawFd, OwnedFd};
 use rustix::fs::OFlags;
 use rustix::io;
 use rustix::ioctl::{ioctl, opcode, Ioctl, IoctlOutput, Opcode, Setter, Updater};
-
-/// `struct dma_heap_allocation_data`.
-#[repr(C)]
-pub(crate) struct DmaHeapAllocationData {
-    pub(crate) len: u64,
-    pub(crate) fd: u32,
-    pub(crate) fd_flags: u32,
-    pub(crate) heap_flags: u64,
-}
 
 /// `struct udmabuf_create`.
 #[repr(C)]
@@ -95,8 +86,6 @@ const CLOEXEC_RDWR: u32 = OFlags::CLOEXEC.bits() | OFlags::RDWR.bits();
 /// `DRM_COMMAND_BASE`: driver-private DRM ioctls start here.
 const DRM_COMMAND_BASE: u8 = 0x40;
 
-pub(crate) const DMA_HEAP_IOCTL_ALLOC: Opcode =
-    opcode::read_write::<DmaHeapAllocationData>(b'H', 0);
 pub(crate) const UDMABUF_CREATE: Opcode = opcode::write::<UdmabufCreate>(b'u', 0x42);
 pub(crate) const DRM_IOCTL_VERSION: Opcode = opcode::read_write::<DrmVersion>(b'd', 0x00);
 pub(crate) const DRM_IOCTL_GEM_CLOSE: Opcode = opcode::write::<DrmGemClose>(b'd', 0x09);
@@ -108,22 +97,6 @@ pub(crate) const DRM_IOCTL_VGEM_FENCE_ATTACH: Opcode =
     opcode::read_write::<VgemFenceAttach>(b'd', DRM_COMMAND_BASE + 0x01);
 pub(crate) const DRM_IOCTL_VGEM_FENCE_SIGNAL: Opcode =
     opcode::write::<VgemFenceSignal>(b'd', DRM_COMMAND_BASE + 0x02);
-
-/// `DMA_HEAP_IOCTL_ALLOC`: a new dma-buf of `len` bytes from the heap `heap`.
-pub(crate) fn dma_heap_alloc(heap: BorrowedFd<'_>, len: u64) -> io::Result<OwnedFd> {
-    let mut data = DmaHeapAllocationData {
-        len,
-        fd: 0,
-        fd_flags: CLOEXEC_RDWR,
-        heap_flags: 0,
-    };
-    // SAFETY: the opcode is `_IOWR('H', 0, struct dma_heap_allocation_data)`
-    // and `data` has that layout and outlives the call.
-    unsafe { ioctl(heap, Updater::<DMA_HEAP_IOCTL_ALLOC, _>::new(&mut data)) }?;
-    // SAFETY: on success the kernel installed a new descriptor for us in
-    // `data.fd`; we are its only owner.
-    Ok(unsafe { OwnedFd::from_raw_fd(data.fd as i32) })
-}
 
 /// `UDMABUF_CREATE`, which returns the new dma-buf as the ioctl's result
 /// rather than in the struct, so it needs its own [`Ioctl`].
@@ -287,7 +260,6 @@ mod tests {
     #[test]
     #[cfg(target_arch = "x86_64")]
     fn ioctl_numbers_match_the_reference() {
-        assert_eq!(DMA_HEAP_IOCTL_ALLOC, 0xC018_4800);
         assert_eq!(UDMABUF_CREATE, 0x4018_7542);
         assert_eq!(DRM_IOCTL_VERSION, 0xC040_6400);
         assert_eq!(DRM_IOCTL_GEM_CLOSE, 0x4008_6409);
@@ -299,7 +271,6 @@ mod tests {
 
     #[test]
     fn struct_sizes_match_the_uapi() {
-        assert_eq!(size_of::<DmaHeapAllocationData>(), 24);
         assert_eq!(size_of::<UdmabufCreate>(), 24);
         assert_eq!(size_of::<DrmModeCreateDumb>(), 32);
         assert_eq!(size_of::<DrmPrimeHandle>(), 12);

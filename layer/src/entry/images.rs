@@ -8,8 +8,9 @@ use std::ffi::c_void;
 
 use ash::vk;
 
-use super::Scope;
-use crate::vulkan::device::{self, DeviceState};
+use super::{device_of, Scope};
+use crate::vulkan::array;
+use crate::vulkan::device::DeviceState;
 use crate::wsi::swapchain::{alias, device as wsi_device};
 
 pub(super) fn lookup(name: &[u8]) -> Option<(Scope, *const c_void)> {
@@ -32,31 +33,19 @@ pub(super) fn lookup(name: &[u8]) -> Option<(Scope, *const c_void)> {
     Some((Scope::Owned, f))
 }
 
-/// The device of a command, logged when unknown.
-///
-/// # Safety
-/// `device` is alive for the command.
-unsafe fn state(command: &str, device: vk::Device) -> Option<&'static DeviceState> {
-    // SAFETY: as the caller promises.
-    let d = unsafe { device::of(device) };
-    if d.is_none() {
-        tracing::error!("{command}: unknown device");
-    }
-    d
-}
-
 /// `vkBindImageMemory2` through `next` (the core command or its KHR alias).
 ///
 /// # Safety
 /// The application's arguments.
 unsafe fn bind2(
+    name: &str,
     device: vk::Device,
     count: u32,
     p_infos: *const vk::BindImageMemoryInfo<'_>,
     next: impl FnOnce(&DeviceState) -> vk::PFN_vkBindImageMemory2,
 ) -> vk::Result {
     // SAFETY: the application's device, alive for the command.
-    let Some(d) = (unsafe { state("vkBindImageMemory2", device) }) else {
+    let Some(d) = (unsafe { device_of(name, device) }) else {
         return vk::Result::ERROR_OUT_OF_HOST_MEMORY;
     };
     let next = next(d);
@@ -65,37 +54,68 @@ unsafe fn bind2(
         // SAFETY: the application's arguments, for the next entity.
         return unsafe { next(device, count, p_infos) };
     };
-    let infos = if count == 0 || p_infos.is_null() {
-        &[][..]
-    } else {
-        // SAFETY: the application passes `count` bind infos.
-        unsafe { std::slice::from_raw_parts(p_infos, count as usize) }
-    };
+    // SAFETY: the application passes `count` bind infos.
+    let infos = unsafe { array(p_infos, count) };
     // SAFETY: the application's arguments.
     unsafe { alias::bind_image_memory2(d, wsi, next, infos) }
 }
 
-/// `vkGetDeviceImageMemoryRequirements` (and its sparse and layout kin):
-/// calls `down` with the application's image create info, or with its
-/// rewrite when it names a layer swapchain.
+/// The info structures of the commands that ask about an image before it
+/// exists: they carry its create info.
+trait ImageQuery: Copy {
+    fn create_info(&self) -> *const vk::ImageCreateInfo<'_>;
+    fn with_create_info(self, info: *const vk::ImageCreateInfo<'_>) -> Self;
+}
+
+impl ImageQuery for vk::DeviceImageMemoryRequirements<'_> {
+    fn create_info(&self) -> *const vk::ImageCreateInfo<'_> {
+        self.p_create_info
+    }
+    fn with_create_info(mut self, info: *const vk::ImageCreateInfo<'_>) -> Self {
+        self.p_create_info = info.cast();
+        self
+    }
+}
+
+impl ImageQuery for vk::DeviceImageSubresourceInfoKHR<'_> {
+    fn create_info(&self) -> *const vk::ImageCreateInfo<'_> {
+        self.p_create_info
+    }
+    fn with_create_info(mut self, info: *const vk::ImageCreateInfo<'_>) -> Self {
+        self.p_create_info = info.cast();
+        self
+    }
+}
+
+/// `vkGetDeviceImageMemoryRequirements` and its sparse and layout kin:
+/// calls `down` with the application's info, or with a copy whose image
+/// create info is rewritten when it names a layer swapchain.
 ///
 /// # Safety
-/// `info` is the application's valid create info.
-unsafe fn with_create_info(
-    info: *const vk::ImageCreateInfo<'_>,
-    down: impl Fn(*const vk::ImageCreateInfo<'_>),
+/// The application's device and valid info.
+unsafe fn query<I: ImageQuery>(
+    name: &str,
+    device: vk::Device,
+    p_info: *const I,
+    down: impl Fn(&DeviceState, *const I),
 ) {
-    // SAFETY: the caller's valid create info.
+    // SAFETY: the application's device, alive for the command.
+    let Some(d) = (unsafe { device_of(name, device) }) else {
+        return;
+    };
+    // SAFETY: the caller's valid info and create info.
     let rewritten = unsafe {
-        info.as_ref()
-            .and_then(|i| alias::rewrite(i, |copy| down(copy)))
+        (*p_info)
+            .create_info()
+            .as_ref()
+            .and_then(|ci| alias::rewrite(ci, |copy| down(d, &(*p_info).with_create_info(copy))))
     };
     match rewritten {
         Some(Ok(())) => {}
         Some(Err(r)) => {
-            tracing::error!("asking for the requirements of a swapchain image's alias failed: {r}")
+            tracing::error!("{name}: asking about a swapchain image's alias failed: {r}")
         }
-        None => down(info),
+        None => down(d, p_info),
     }
 }
 
@@ -107,7 +127,7 @@ entry! {
         p_image: *mut vk::Image,
     ) -> vk::Result, "vkCreateImage", on panic vk::Result::ERROR_OUT_OF_HOST_MEMORY, {
         // SAFETY: the application's device, alive for the command.
-        let Some(d) = (unsafe { state("vkCreateImage", device) }) else {
+        let Some(d) = (unsafe { device_of("vkCreateImage", device) }) else {
             return vk::Result::ERROR_OUT_OF_HOST_MEMORY;
         };
         // SAFETY: the application passes a valid create info.
@@ -131,7 +151,7 @@ entry! {
         p_allocator: *const vk::AllocationCallbacks<'_>,
     ), "vkDestroyImage", on panic (), {
         // SAFETY: the application's device, alive for the command.
-        let Some(d) = (unsafe { state("vkDestroyImage", device) }) else {
+        let Some(d) = (unsafe { device_of("vkDestroyImage", device) }) else {
             return;
         };
         // SAFETY: the application's arguments.
@@ -144,7 +164,7 @@ entry! {
         p_infos: *const vk::BindImageMemoryInfo<'_>,
     ) -> vk::Result, "vkBindImageMemory2", on panic vk::Result::ERROR_OUT_OF_HOST_MEMORY, {
         // SAFETY: the application's arguments.
-        unsafe { bind2(device, count, p_infos, |d| d.fns.fp_v1_1().bind_image_memory2) }
+        unsafe { bind2("vkBindImageMemory2", device, count, p_infos, |d| d.fns.fp_v1_1().bind_image_memory2) }
     }
 
     fn bind_image_memory2_khr(
@@ -153,7 +173,7 @@ entry! {
         p_infos: *const vk::BindImageMemoryInfo<'_>,
     ) -> vk::Result, "vkBindImageMemory2KHR", on panic vk::Result::ERROR_OUT_OF_HOST_MEMORY, {
         // SAFETY: the application's arguments.
-        unsafe { bind2(device, count, p_infos, |d| d.aliases.bind_memory2.bind_image_memory2_khr) }
+        unsafe { bind2("vkBindImageMemory2KHR", device, count, p_infos, |d| d.aliases.bind_memory2.bind_image_memory2_khr) }
     }
 
     fn image_memory_requirements(
@@ -161,17 +181,10 @@ entry! {
         p_info: *const vk::DeviceImageMemoryRequirements<'_>,
         p_reqs: *mut vk::MemoryRequirements2<'_>,
     ), "vkGetDeviceImageMemoryRequirements", on panic (), {
-        // SAFETY: the application's device, alive for the command.
-        let Some(d) = (unsafe { state("vkGetDeviceImageMemoryRequirements", device) }) else {
-            return;
-        };
-        let next = d.fns.fp_v1_3().get_device_image_memory_requirements;
-        // SAFETY: the application's arguments, with the create info rewritten.
+        // SAFETY: the application's arguments, the info perhaps rewritten.
         unsafe {
-            with_create_info((*p_info).p_create_info, |ci| {
-                let mut copy = *p_info;
-                copy.p_create_info = ci;
-                next(device, &copy, p_reqs)
+            query("vkGetDeviceImageMemoryRequirements", device, p_info, |d, info| {
+                (d.fns.fp_v1_3().get_device_image_memory_requirements)(device, info, p_reqs)
             })
         }
     }
@@ -181,17 +194,10 @@ entry! {
         p_info: *const vk::DeviceImageMemoryRequirements<'_>,
         p_reqs: *mut vk::MemoryRequirements2<'_>,
     ), "vkGetDeviceImageMemoryRequirementsKHR", on panic (), {
-        // SAFETY: the application's device, alive for the command.
-        let Some(d) = (unsafe { state("vkGetDeviceImageMemoryRequirementsKHR", device) }) else {
-            return;
-        };
-        let next = d.aliases.maintenance4.get_device_image_memory_requirements_khr;
-        // SAFETY: the application's arguments, with the create info rewritten.
+        // SAFETY: the application's arguments, the info perhaps rewritten.
         unsafe {
-            with_create_info((*p_info).p_create_info, |ci| {
-                let mut copy = *p_info;
-                copy.p_create_info = ci;
-                next(device, &copy, p_reqs)
+            query("vkGetDeviceImageMemoryRequirementsKHR", device, p_info, |d, info| {
+                (d.aliases.maintenance4.get_device_image_memory_requirements_khr)(device, info, p_reqs)
             })
         }
     }
@@ -202,17 +208,10 @@ entry! {
         p_count: *mut u32,
         p_reqs: *mut vk::SparseImageMemoryRequirements2<'_>,
     ), "vkGetDeviceImageSparseMemoryRequirements", on panic (), {
-        // SAFETY: the application's device, alive for the command.
-        let Some(d) = (unsafe { state("vkGetDeviceImageSparseMemoryRequirements", device) }) else {
-            return;
-        };
-        let next = d.fns.fp_v1_3().get_device_image_sparse_memory_requirements;
-        // SAFETY: the application's arguments, with the create info rewritten.
+        // SAFETY: the application's arguments, the info perhaps rewritten.
         unsafe {
-            with_create_info((*p_info).p_create_info, |ci| {
-                let mut copy = *p_info;
-                copy.p_create_info = ci;
-                next(device, &copy, p_count, p_reqs)
+            query("vkGetDeviceImageSparseMemoryRequirements", device, p_info, |d, info| {
+                (d.fns.fp_v1_3().get_device_image_sparse_memory_requirements)(device, info, p_count, p_reqs)
             })
         }
     }
@@ -223,17 +222,10 @@ entry! {
         p_count: *mut u32,
         p_reqs: *mut vk::SparseImageMemoryRequirements2<'_>,
     ), "vkGetDeviceImageSparseMemoryRequirementsKHR", on panic (), {
-        // SAFETY: the application's device, alive for the command.
-        let Some(d) = (unsafe { state("vkGetDeviceImageSparseMemoryRequirementsKHR", device) }) else {
-            return;
-        };
-        let next = d.aliases.maintenance4.get_device_image_sparse_memory_requirements_khr;
-        // SAFETY: the application's arguments, with the create info rewritten.
+        // SAFETY: the application's arguments, the info perhaps rewritten.
         unsafe {
-            with_create_info((*p_info).p_create_info, |ci| {
-                let mut copy = *p_info;
-                copy.p_create_info = ci;
-                next(device, &copy, p_count, p_reqs)
+            query("vkGetDeviceImageSparseMemoryRequirementsKHR", device, p_info, |d, info| {
+                (d.aliases.maintenance4.get_device_image_sparse_memory_requirements_khr)(device, info, p_count, p_reqs)
             })
         }
     }
@@ -243,17 +235,10 @@ entry! {
         p_info: *const vk::DeviceImageSubresourceInfoKHR<'_>,
         p_layout: *mut vk::SubresourceLayout2KHR<'_>,
     ), "vkGetDeviceImageSubresourceLayoutKHR", on panic (), {
-        // SAFETY: the application's device, alive for the command.
-        let Some(d) = (unsafe { state("vkGetDeviceImageSubresourceLayoutKHR", device) }) else {
-            return;
-        };
-        let next = d.aliases.maintenance5.get_device_image_subresource_layout_khr;
-        // SAFETY: the application's arguments, with the create info rewritten.
+        // SAFETY: the application's arguments, the info perhaps rewritten.
         unsafe {
-            with_create_info((*p_info).p_create_info, |ci| {
-                let mut copy = *p_info;
-                copy.p_create_info = ci;
-                next(device, &copy, p_layout)
+            query("vkGetDeviceImageSubresourceLayoutKHR", device, p_info, |d, info| {
+                (d.aliases.maintenance5.get_device_image_subresource_layout_khr)(device, info, p_layout)
             })
         }
     }

@@ -9,6 +9,7 @@ use ash::vk;
 use super::Scope;
 use crate::plumbing::guard::install_panic_hook;
 use crate::plumbing::stats::{self, Counter};
+use crate::vulkan::array;
 use crate::vulkan::extensions;
 use crate::vulkan::instance::{self, CreateError};
 use crate::vulkan::objects;
@@ -159,12 +160,8 @@ entry! {
             // SAFETY: the application's arguments, for the next entity.
             return unsafe { next(instance, severity, types, p_data) };
         };
-        let listed: &[vk::DebugUtilsObjectNameInfoEXT<'_>] = if data.p_objects.is_null() {
-            &[]
-        } else {
-            // SAFETY: the callback data holds this many objects.
-            unsafe { std::slice::from_raw_parts(data.p_objects, data.object_count as usize) }
-        };
+        // SAFETY: the callback data holds this many objects.
+        let listed = unsafe { array(data.p_objects, data.object_count) };
         let ours = |o: &vk::DebugUtilsObjectNameInfoEXT<'_>| objects::is_ours(o.object_type, o.object_handle);
         if !listed.iter().any(ours) {
             // SAFETY: as above.

@@ -126,6 +126,24 @@ pub unsafe extern "system" fn vkGetDeviceProcAddr(
     unsafe { get_device_proc_addr(device, name) }
 }
 
+/// The device of a command's dispatchable handle (a device, queue or
+/// command buffer), logged when the layer does not know it (which cannot
+/// happen through the loader).
+///
+/// # Safety
+/// `handle` is alive for the command.
+unsafe fn device_of<H: vk::Handle>(
+    command: &str,
+    handle: H,
+) -> Option<&'static device::DeviceState> {
+    // SAFETY: as the caller promises.
+    let d = unsafe { device::of(handle) };
+    if d.is_none() {
+        tracing::error!("{command}: unknown device");
+    }
+    d
+}
+
 /// Turns a function into the pointer `vkGet*ProcAddr` returns.
 fn void_fn(f: *const c_void) -> vk::PFN_vkVoidFunction {
     // SAFETY: callers pass the address of an `extern "system"` function; the

@@ -6,8 +6,8 @@ use std::ffi::{c_void, CStr};
 
 use ash::vk;
 
-use super::Scope;
-use crate::vulkan::device::{self, DeviceState};
+use super::{device_of, Scope};
+use crate::vulkan::device::DeviceState;
 use crate::vulkan::objects;
 
 pub(super) fn lookup(name: &[u8]) -> Option<(Scope, *const c_void)> {
@@ -42,19 +42,6 @@ fn ours(kind: vk::ObjectType, handle: u64) -> bool {
     made_by_layers(kind) && objects::is_ours(kind, handle)
 }
 
-/// The device of a command, logged when unknown.
-///
-/// # Safety
-/// `device` is alive for the command.
-unsafe fn state(command: &str, device: vk::Device) -> Option<&'static DeviceState> {
-    // SAFETY: as the caller promises.
-    let d = unsafe { device::of(device) };
-    if d.is_none() {
-        tracing::error!("{command}: unknown device");
-    }
-    d
-}
-
 /// A name as the layer keeps it: none for null or empty, as the spec says.
 ///
 /// # Safety
@@ -87,7 +74,7 @@ unsafe fn set_private(
         return vk::Result::SUCCESS;
     }
     // SAFETY: the application's device, alive for the command.
-    match unsafe { state("vkSetPrivateData", device) } {
+    match unsafe { device_of("vkSetPrivateData", device) } {
         // SAFETY: the application's arguments, for the next entity.
         Some(d) => unsafe { next(d)(device, kind, handle, slot, data) },
         None => vk::Result::ERROR_OUT_OF_HOST_MEMORY,
@@ -115,7 +102,7 @@ unsafe fn get_private(
         return;
     }
     // SAFETY: the application's device, alive for the command.
-    if let Some(d) = unsafe { state("vkGetPrivateData", device) } {
+    if let Some(d) = unsafe { device_of("vkGetPrivateData", device) } {
         // SAFETY: the application's arguments, for the next entity.
         unsafe { next(d)(device, kind, handle, slot, p_data) }
     }
@@ -134,7 +121,7 @@ unsafe fn destroy_slot(
 ) {
     objects::forget_slot(slot);
     // SAFETY: the application's device, alive for the command.
-    if let Some(d) = unsafe { state("vkDestroyPrivateDataSlot", device) } {
+    if let Some(d) = unsafe { device_of("vkDestroyPrivateDataSlot", device) } {
         // SAFETY: the application's arguments, for the next entity.
         unsafe { next(d)(device, slot, p_allocator) }
     }
@@ -154,7 +141,7 @@ entry! {
             return vk::Result::SUCCESS;
         }
         // SAFETY: the application's device and arguments, for the next entity.
-        match unsafe { state("vkSetDebugUtilsObjectNameEXT", device) } {
+        match unsafe { device_of("vkSetDebugUtilsObjectNameEXT", device) } {
             Some(d) => unsafe { (d.debug_utils.set_debug_utils_object_name_ext)(device, p_info) },
             None => vk::Result::ERROR_OUT_OF_HOST_MEMORY,
         }
@@ -172,7 +159,7 @@ entry! {
             return vk::Result::SUCCESS;
         }
         // SAFETY: the application's device and arguments, for the next entity.
-        match unsafe { state("vkSetDebugUtilsObjectTagEXT", device) } {
+        match unsafe { device_of("vkSetDebugUtilsObjectTagEXT", device) } {
             Some(d) => unsafe { (d.debug_utils.set_debug_utils_object_tag_ext)(device, p_info) },
             None => vk::Result::ERROR_OUT_OF_HOST_MEMORY,
         }
@@ -192,7 +179,7 @@ entry! {
             }
         }
         // SAFETY: the application's device and arguments, for the next entity.
-        match unsafe { state("vkDebugMarkerSetObjectNameEXT", device) } {
+        match unsafe { device_of("vkDebugMarkerSetObjectNameEXT", device) } {
             Some(d) => unsafe { (d.debug_marker.debug_marker_set_object_name_ext)(device, p_info) },
             None => vk::Result::ERROR_OUT_OF_HOST_MEMORY,
         }
@@ -210,7 +197,7 @@ entry! {
             return vk::Result::SUCCESS;
         }
         // SAFETY: the application's device and arguments, for the next entity.
-        match unsafe { state("vkDebugMarkerSetObjectTagEXT", device) } {
+        match unsafe { device_of("vkDebugMarkerSetObjectTagEXT", device) } {
             Some(d) => unsafe { (d.debug_marker.debug_marker_set_object_tag_ext)(device, p_info) },
             None => vk::Result::ERROR_OUT_OF_HOST_MEMORY,
         }

@@ -8,6 +8,7 @@ use std::ffi::c_void;
 use ash::vk;
 
 use super::Scope;
+use crate::vulkan::array;
 use crate::vulkan::device::{self, DeviceState};
 use crate::wsi::swapchain::{device as wsi_device, ownership};
 
@@ -21,31 +22,26 @@ pub(super) fn lookup(name: &[u8]) -> Option<(Scope, *const c_void)> {
     Some((Scope::Owned, f))
 }
 
-/// # Safety
-/// `ptr` points to `n` items, or `n` is 0.
-unsafe fn slice<'a, T>(ptr: *const T, n: u32) -> &'a [T] {
-    if n == 0 || ptr.is_null() {
-        &[]
-    } else {
-        // SAFETY: as the caller promises.
-        unsafe { std::slice::from_raw_parts(ptr, n as usize) }
-    }
-}
-
-/// `vkQueueSubmit2` through `next` (the core command or its KHR alias).
+/// A submission through `next` (`vkQueueSubmit`, `vkQueueSubmit2` or its
+/// KHR alias), which first takes back the images whose acquire the batches
+/// wait on.
 ///
 /// # Safety
 /// The application's arguments.
-unsafe fn submit2(
+unsafe fn submit<B: ownership::Batch>(
+    name: &str,
     queue: vk::Queue,
     count: u32,
-    p_submits: *const vk::SubmitInfo2<'_>,
+    p_submits: *const B,
     fence: vk::Fence,
-    next: impl FnOnce(&DeviceState) -> vk::PFN_vkQueueSubmit2,
+    next: impl FnOnce(
+        &DeviceState,
+    )
+        -> unsafe extern "system" fn(vk::Queue, u32, *const B, vk::Fence) -> vk::Result,
 ) -> vk::Result {
     // SAFETY: the queue is alive for the command.
     let Some(d) = (unsafe { device::of(queue) }) else {
-        tracing::error!("vkQueueSubmit2: unknown queue");
+        tracing::error!("{name}: unknown queue");
         return vk::Result::ERROR_DEVICE_LOST;
     };
     let next = next(d);
@@ -53,13 +49,11 @@ unsafe fn submit2(
     match unsafe { wsi_device::of(queue) } {
         // SAFETY: the application's arguments.
         Some(w) if w.has_pending() => unsafe {
-            ownership::queue_submit2(
+            ownership::submit(
                 w,
-                next,
-                queue,
                 d.queues.family(queue),
-                slice(p_submits, count),
-                fence,
+                array(p_submits, count),
+                |batches| next(queue, batches.len() as u32, batches.as_ptr(), fence),
             )
         },
         // SAFETY: the application's arguments, for the next entity.
@@ -74,20 +68,8 @@ entry! {
         p_submits: *const vk::SubmitInfo<'_>,
         fence: vk::Fence,
     ) -> vk::Result, "vkQueueSubmit", on panic vk::Result::ERROR_DEVICE_LOST, {
-        // SAFETY: the queue is alive for the command.
-        let Some(d) = (unsafe { device::of(queue) }) else {
-            tracing::error!("vkQueueSubmit: unknown queue");
-            return vk::Result::ERROR_DEVICE_LOST;
-        };
-        // SAFETY: as above.
-        match unsafe { wsi_device::of(queue) } {
-            // SAFETY: the application's arguments.
-            Some(w) if w.has_pending() => unsafe {
-                ownership::queue_submit(w, queue, d.queues.family(queue), slice(p_submits, count), fence)
-            },
-            // SAFETY: the application's arguments, for the next entity.
-            _ => unsafe { (d.fns.fp_v1_0().queue_submit)(queue, count, p_submits, fence) },
-        }
+        // SAFETY: the application's arguments.
+        unsafe { submit("vkQueueSubmit", queue, count, p_submits, fence, |d| d.fns.fp_v1_0().queue_submit) }
     }
 
     fn queue_submit2(
@@ -97,7 +79,7 @@ entry! {
         fence: vk::Fence,
     ) -> vk::Result, "vkQueueSubmit2", on panic vk::Result::ERROR_DEVICE_LOST, {
         // SAFETY: the application's arguments.
-        unsafe { submit2(queue, count, p_submits, fence, |d| d.fns.fp_v1_3().queue_submit2) }
+        unsafe { submit("vkQueueSubmit2", queue, count, p_submits, fence, |d| d.fns.fp_v1_3().queue_submit2) }
     }
 
     fn queue_submit2_khr(
@@ -107,6 +89,10 @@ entry! {
         fence: vk::Fence,
     ) -> vk::Result, "vkQueueSubmit2KHR", on panic vk::Result::ERROR_DEVICE_LOST, {
         // SAFETY: the application's arguments.
-        unsafe { submit2(queue, count, p_submits, fence, |d| d.aliases.synchronization2.queue_submit2_khr) }
+        unsafe {
+            submit("vkQueueSubmit2KHR", queue, count, p_submits, fence, |d| {
+                d.aliases.synchronization2.queue_submit2_khr
+            })
+        }
     }
 }

@@ -26,14 +26,14 @@ use syncfile::SyncFile;
 
 use super::worker::{Inbox, Worker};
 use crate::plumbing::guard::try_guard;
-use crate::plumbing::settings::{Platform, Settings};
+use crate::plumbing::settings::{Buffers, Platform, Settings};
 use crate::plumbing::stats::{self, Counter, Wait};
 use crate::vulkan::caps::{Format, SwapchainCaps};
 use crate::wsi::bridge;
 use crate::wsi::capture::{Capture, LINEAR};
 use crate::wsi::platform::{
-    sizeless_capabilities, ConsumerImage, Frame, PlatformError, PlatformSurface, Presenter,
-    PresenterConfig, Returns,
+    sizeless_capabilities, Allocator, Buffer, ConsumerImage, Frame, PlatformError, PlatformSurface,
+    Presenter, PresenterConfig, Returns,
 };
 
 /// A headless surface: nothing of its own, every swapchain on it gets a
@@ -78,8 +78,17 @@ impl PlatformSurface for HeadlessSurface {
 
     fn accepts_modifier(&self, _: Format, modifier: u64, settings: &Settings) -> bool {
         // The consumer only polls the dma-buf, whatever its layout; a
-        // capture reads the pixels, which needs LINEAR.
-        settings.capture.is_none() || modifier == LINEAR
+        // capture reads the pixels, and the consumer's own buffers are
+        // plain memory: both need LINEAR.
+        (settings.capture.is_none() && settings.headless_buffers == Buffers::Driver)
+            || modifier == LINEAR
+    }
+
+    fn allocator(&self, settings: &Settings) -> Option<Box<dyn Allocator>> {
+        match settings.headless_buffers {
+            Buffers::Driver => None,
+            Buffers::Consumer => Some(Box::new(HeapAllocator)),
+        }
     }
 
     fn create_presenter(
@@ -301,6 +310,46 @@ impl Consumer {
         if fds[0].revents().contains(PollFlags::IN) {
             self.inbox.hush();
         }
+    }
+}
+
+/// The consumer's own buffers (`SYNCFILE_WSI_HEADLESS_BUFFERS=consumer`):
+/// LINEAR images in the system dma-heap, as a video encoder or a capture
+/// pipeline would lend them to a producer.
+struct HeapAllocator;
+
+/// Rows start at multiples of this many bytes, as most GPUs need of a
+/// LINEAR image.
+const ROW_ALIGNMENT: u64 = 256;
+
+impl Allocator for HeapAllocator {
+    fn allocate(
+        &self,
+        format: Format,
+        extent: vk::Extent2D,
+        modifiers: &[u64],
+    ) -> Result<Buffer, PlatformError> {
+        if !modifiers.contains(&LINEAR) {
+            return Err(PlatformError::Refused(format!(
+                "the driver cannot make LINEAR images of {:?} with this usage, which the consumer's own buffers are",
+                format.vk
+            )));
+        }
+        let stride = (u64::from(extent.width) * 4).next_multiple_of(ROW_ALIGNMENT);
+        let size = stride * u64::from(extent.height);
+        let heap = syncfile::heap::DmaHeap::open(syncfile::heap::SYSTEM)
+            .map_err(|e| PlatformError::Refused(format!("the system dma-heap: {e}")))?;
+        let len = usize::try_from(size).map_err(|_| PlatformError::Refused("too large".into()))?;
+        let dma_buf = heap.alloc(len).map_err(|e| {
+            PlatformError::Refused(format!("allocating from the system dma-heap: {e}"))
+        })?;
+        Ok(Buffer {
+            dma_buf,
+            modifier: LINEAR,
+            offset: 0,
+            stride,
+            size,
+        })
     }
 }
 

@@ -5,6 +5,7 @@
 
 pub mod dispatch;
 pub mod guard;
+pub mod histogram;
 pub mod loader;
 pub mod log;
 pub mod manifest;

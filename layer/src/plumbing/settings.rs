@@ -20,8 +20,12 @@ pub const CAPTURE_EVERY: &str = "SYNCFILE_WSI_CAPTURE_EVERY";
 /// Hz, 1..=1000: the headless backend's virtual refresh rate, which paces
 /// FIFO and FIFO_RELAXED swapchains (default 60).
 pub const HEADLESS_REFRESH: &str = "SYNCFILE_WSI_HEADLESS_REFRESH";
+/// `driver` or `consumer`: who allocates the headless consumer's images
+/// (default `driver`, exported; `consumer`: from the system dma-heap, the
+/// consumer's own, imported into Vulkan).
+pub const HEADLESS_BUFFERS: &str = "SYNCFILE_WSI_HEADLESS_BUFFERS";
 
-const KEYS: [&str; 7] = [
+const KEYS: [&str; 8] = [
     LOG,
     PLATFORMS,
     SYNC,
@@ -29,6 +33,7 @@ const KEYS: [&str; 7] = [
     CAPTURE,
     CAPTURE_EVERY,
     HEADLESS_REFRESH,
+    HEADLESS_BUFFERS,
 ];
 
 /// Variables of the project that share the prefix but are not settings: the
@@ -145,6 +150,24 @@ impl SyncMode {
     }
 }
 
+/// Who allocates the images of a headless swapchain.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Buffers {
+    /// The Vulkan driver, exported as dma-bufs.
+    Driver,
+    /// The consumer, from the system dma-heap, imported into Vulkan.
+    Consumer,
+}
+
+impl Buffers {
+    pub fn name(self) -> &'static str {
+        match self {
+            Buffers::Driver => "driver",
+            Buffers::Consumer => "consumer",
+        }
+    }
+}
+
 /// Where statistics go.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum StatsSink {
@@ -165,6 +188,7 @@ pub struct Settings {
     pub capture_every: u64,
     /// The headless backend's virtual refresh rate in Hz (1..=1000).
     pub headless_refresh: u32,
+    pub headless_buffers: Buffers,
 }
 
 impl Default for Settings {
@@ -177,6 +201,7 @@ impl Default for Settings {
             capture: None,
             capture_every: DEFAULT_CAPTURE_EVERY,
             headless_refresh: DEFAULT_HEADLESS_REFRESH,
+            headless_buffers: Buffers::Driver,
         }
     }
 }
@@ -292,6 +317,14 @@ impl Settings {
                         s.headless_refresh = DEFAULT_HEADLESS_REFRESH;
                     }
                 },
+                HEADLESS_BUFFERS => match value.trim() {
+                    "driver" => s.headless_buffers = Buffers::Driver,
+                    "consumer" => s.headless_buffers = Buffers::Consumer,
+                    _ => {
+                        bad(Buffers::Driver.name());
+                        s.headless_buffers = Buffers::Driver;
+                    }
+                },
                 _ => warnings.push(format!(
                     "{origin}: unknown setting {key}; known ones are {}",
                     KEYS.join(", ")
@@ -383,6 +416,19 @@ mod tests {
         assert_eq!(w.len(), 2, "{w:?}");
         assert!(w[0].contains(CAPTURE_EVERY) && w[0].contains("default 1"));
         assert!(w[1].contains(HEADLESS_REFRESH) && w[1].contains("default 60"));
+    }
+
+    #[test]
+    fn headless_buffers() {
+        assert_eq!(Settings::default().headless_buffers, Buffers::Driver);
+        let (s, w) = env(&[(HEADLESS_BUFFERS, "consumer")]);
+        assert!(w.is_empty() && s.headless_buffers == Buffers::Consumer);
+        let (s, w) = env(&[(HEADLESS_BUFFERS, "gpu")]);
+        assert_eq!(s.headless_buffers, Buffers::Driver);
+        assert!(
+            w[0].contains(HEADLESS_BUFFERS) && w[0].contains("default driver"),
+            "{w:?}"
+        );
     }
 
     #[test]

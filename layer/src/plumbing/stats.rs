@@ -53,6 +53,12 @@
 //!                                         the compositor's surface dma-buf feedback
 //! wayland.frame_callback_timeouts         FIFO presents that committed after waiting
 //!                                         FIFO_WAIT for a frame callback in vain
+//! ownership.released                      images a present's submission handed to
+//!                                         their consumer (queue family ownership)
+//! ownership.taken_back                    images taken back before the first
+//!                                         submission that waited on their acquire
+//! aliases_bound                           images the application made to alias a
+//!                                         swapchain image, bound to its memory
 //! cpu_waits.<thread>.<cause>.{count,ns}   waits on the CPU that did block, by thread:
 //!   app.no_free_image              acquire waited for the backend to release an image
 //!   app.dma_buf_poll               acquire polled a dma-buf (kernel without the ioctls)
@@ -75,11 +81,13 @@
 //! ```
 
 use std::io::Write;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
 use serde_json::{json, Value};
+
+pub use super::histogram::{CpuTimer, ACQUIRE_CPU, PRESENT_CPU};
 
 use super::settings::{Settings, StatsSink};
 
@@ -140,9 +148,15 @@ pub enum Counter {
     WaylandSuboptimal,
     /// FIFO presents that stopped waiting for a frame callback.
     WaylandFrameTimeouts,
+    /// Images handed to their consumer by a present's ownership transfer.
+    OwnershipReleased,
+    /// Images taken back before a submission that waited on their acquire.
+    OwnershipTakenBack,
+    /// Images made to alias a swapchain image, and bound to its memory.
+    AliasesBound,
 }
 
-const COUNTERS: usize = Counter::WaylandFrameTimeouts as usize + 1;
+const COUNTERS: usize = Counter::AliasesBound as usize + 1;
 
 static VALUES: [AtomicU64; COUNTERS] = [const { AtomicU64::new(0) }; COUNTERS];
 
@@ -238,10 +252,14 @@ static FALLBACKS: [AtomicU64; Fallback::ALL.len()] =
 static FALLBACKS_LOGGED: [AtomicBool; Fallback::ALL.len()] =
     [const { AtomicBool::new(false) }; Fallback::ALL.len()];
 
-/// Where and with which settings to report, once an instance asked, and
-/// the process that asked: a child forked without exec inherits the
-/// counters and the sink, but the file is its parent's to write.
-static SINK: Mutex<Option<(Settings, rustix::process::Pid)>> = Mutex::new(None);
+/// Where and with which settings to report, once an instance asked.
+static SINK: Mutex<Option<Settings>> = Mutex::new(None);
+
+/// The process that asked: a child forked without exec inherits the
+/// counters and the sink, but the file is its parent's to write. Read
+/// before the sink's lock, which another thread of the parent may have
+/// held when it forked.
+static OWNER: AtomicI32 = AtomicI32::new(0);
 
 #[inline(always)]
 pub fn add(c: Counter, n: u64) {
@@ -276,118 +294,14 @@ pub fn fallback(f: Fallback) {
     }
 }
 
-/// A log-linear histogram of nanoseconds: 8 buckets per power of two, so a
-/// percentile read from it is within 1/8 of the true value. Recording is one
-/// relaxed add.
-pub struct Histogram {
-    buckets: [AtomicU64; BUCKETS],
-}
-
-const SUB_BITS: u32 = 3;
-const SUB: usize = 1 << SUB_BITS;
-/// Powers of two up to 2^47 ns (39 hours).
-const BUCKETS: usize = 48 * SUB;
-
-impl Histogram {
-    pub const fn new() -> Self {
-        Self {
-            buckets: [const { AtomicU64::new(0) }; BUCKETS],
-        }
-    }
-
-    fn index(ns: u64) -> usize {
-        if ns < SUB as u64 {
-            return ns as usize;
-        }
-        let e = 63 - ns.leading_zeros();
-        let sub = (ns >> (e - SUB_BITS)) as usize & (SUB - 1);
-        ((e as usize) * SUB + sub).min(BUCKETS - 1)
-    }
-
-    /// The middle of bucket `i`, in ns.
-    fn value(i: usize) -> u64 {
-        if i < SUB {
-            return i as u64;
-        }
-        let e = (i / SUB) as u32;
-        let width = 1u64 << (e - SUB_BITS);
-        (1u64 << e) + (i % SUB) as u64 * width + width / 2
-    }
-
-    #[inline(always)]
-    pub fn record(&self, ns: u64) {
-        self.buckets[Self::index(ns)].fetch_add(1, Ordering::Relaxed);
-    }
-
-    fn summary(&self) -> Value {
-        let counts: Vec<u64> = self
-            .buckets
-            .iter()
-            .map(|b| b.load(Ordering::Relaxed))
-            .collect();
-        let total: u64 = counts.iter().sum();
-        let percentile = |p: u64| -> u64 {
-            if total == 0 {
-                return 0;
-            }
-            // The smallest value with at least p% of the samples at or below it.
-            let rank = (total * p).div_ceil(100).max(1);
-            let mut seen = 0;
-            for (i, c) in counts.iter().enumerate() {
-                seen += c;
-                if seen >= rank {
-                    return Self::value(i);
-                }
-            }
-            0
-        };
-        json!({ "count": total, "p50": percentile(50), "p99": percentile(99) })
-    }
-}
-
-pub static PRESENT_CPU: Histogram = Histogram::new();
-
-pub static ACQUIRE_CPU: Histogram = Histogram::new();
-
-/// This thread's CPU time in ns. `CLOCK_THREAD_CPUTIME_ID` counts only the
-/// time the thread ran, so waits inside the driver do not count.
-#[inline(always)]
-pub fn thread_cpu_ns() -> u64 {
-    let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
-    (t.tv_sec as u64)
-        .wrapping_mul(1_000_000_000)
-        .wrapping_add(t.tv_nsec as u64)
-}
-
-/// Measures the thread CPU time from its creation to its drop into a
-/// histogram.
-pub struct CpuTimer {
-    start: u64,
-    into: &'static Histogram,
-}
-
-impl CpuTimer {
-    #[inline(always)]
-    pub fn start(into: &'static Histogram) -> Self {
-        Self {
-            start: thread_cpu_ns(),
-            into,
-        }
-    }
-}
-
-impl Drop for CpuTimer {
-    #[inline(always)]
-    fn drop(&mut self) {
-        self.into.record(thread_cpu_ns().saturating_sub(self.start));
-    }
-}
-
 /// Remembers the sink of an instance's settings, if it names one.
 pub fn configure(settings: &Settings) {
     if settings.stats.is_some() {
-        *SINK.lock().unwrap_or_else(|e| e.into_inner()) =
-            Some((settings.clone(), rustix::process::getpid()));
+        *SINK.lock().unwrap_or_else(|e| e.into_inner()) = Some(settings.clone());
+        OWNER.store(
+            rustix::process::getpid().as_raw_nonzero().get(),
+            Ordering::Relaxed,
+        );
     }
 }
 
@@ -480,6 +394,11 @@ pub fn snapshot(settings: &Settings, event: Event) -> Value {
             "suboptimal": get(WaylandSuboptimal),
             "frame_callback_timeouts": get(WaylandFrameTimeouts),
         },
+        "ownership": {
+            "released": get(OwnershipReleased),
+            "taken_back": get(OwnershipTakenBack),
+        },
+        "aliases_bound": get(AliasesBound),
         "cpu_waits": waits,
         "fallbacks": fallbacks,
         "cpu_time_ns": {
@@ -491,12 +410,12 @@ pub fn snapshot(settings: &Settings, event: Event) -> Value {
 
 /// Writes the statistics to the configured sink, if any.
 pub fn write(event: Event) {
-    let Some((settings, owner)) = SINK.lock().unwrap_or_else(|e| e.into_inner()).clone() else {
-        return;
-    };
-    if owner != rustix::process::getpid() {
+    if OWNER.load(Ordering::Relaxed) != rustix::process::getpid().as_raw_nonzero().get() {
         return;
     }
+    let Some(settings) = SINK.lock().unwrap_or_else(|e| e.into_inner()).clone() else {
+        return;
+    };
     let mut text = snapshot(&settings, event).to_string();
     text.push('\n');
     let written = match &settings.stats {
@@ -523,43 +442,6 @@ static AT_UNLOAD: extern "C" fn() = at_unload;
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn buckets_are_within_an_eighth() {
-        for ns in [
-            0u64,
-            1,
-            7,
-            8,
-            9,
-            15,
-            16,
-            100,
-            1_000,
-            12_345,
-            999_999,
-            1 << 40,
-        ] {
-            let v = Histogram::value(Histogram::index(ns));
-            let err = v.abs_diff(ns);
-            assert!(err * 8 <= ns.max(1), "{ns} -> {v}");
-        }
-    }
-
-    #[test]
-    fn percentiles() {
-        let h = Histogram::new();
-        for ns in 1..=100u64 {
-            h.record(ns * 1000);
-        }
-        let s = h.summary();
-        assert_eq!(s["count"], 100);
-        let p50 = s["p50"].as_u64().unwrap();
-        let p99 = s["p99"].as_u64().unwrap();
-        assert!((44_000..=56_000).contains(&p50), "{s}");
-        assert!((87_000..=112_000).contains(&p99), "{s}");
-        assert_eq!(Histogram::new().summary()["p99"], 0);
-    }
 
     #[test]
     fn schema_keys() {

@@ -201,10 +201,7 @@ fn plan(
         instance.hand_to_driver(pd, n);
         return Plan::PassThrough;
     }
-    let report = |why: &str| {
-        tracing::warn!("not owning the swapchains of this physical device, {why}: the driver's own WSI serves them");
-    };
-    match instance.support(pd, report) {
+    match instance.support(pd) {
         Support::Ready {
             enable,
             caps,

@@ -142,11 +142,8 @@ pub fn refused(name: &CStr) -> Option<&'static str> {
 /// # Safety
 /// `names` points to `count` NUL-terminated strings, or is null.
 pub unsafe fn names<'a>(names: *const *const c_char, count: u32) -> Vec<&'a CStr> {
-    if names.is_null() {
-        return Vec::new();
-    }
     // SAFETY: the caller passes a list of `count` valid names.
-    unsafe { std::slice::from_raw_parts(names, count as usize) }
+    unsafe { super::array(names, count) }
         .iter()
         // SAFETY: as above.
         .map(|&n| unsafe { CStr::from_ptr(n) })

@@ -63,8 +63,19 @@ struct PhysicalDeviceState {
 
 impl InstanceState {
     /// Whether the layer could own swapchains on devices of `pd`, probed
-    /// once; `report` is called with the reason the first time it cannot.
-    pub fn support(&self, pd: vk::PhysicalDevice, report: impl FnOnce(&str)) -> Support {
+    /// once; the first time it cannot, says why in one warning.
+    pub fn support(&self, pd: vk::PhysicalDevice) -> Support {
+        self.probed(pd, true)
+    }
+
+    /// Whether the layer serves (would own the swapchains of) `pd`. Only
+    /// asks: the warning is for the device or surface that meets it.
+    pub fn serves(&self, pd: vk::PhysicalDevice) -> bool {
+        !self.settings.platforms.is_empty()
+            && matches!(self.probed(pd, false), Support::Ready { .. })
+    }
+
+    fn probed(&self, pd: vk::PhysicalDevice, report: bool) -> Support {
         let mut map = self.lock();
         let probe = support::Instance {
             fns: &self.fns,
@@ -81,18 +92,12 @@ impl InstanceState {
             return Support::Missing(why.clone());
         }
         if let Support::Missing(why) = &entry.support {
-            if !entry.reported {
+            if report && !entry.reported {
                 entry.reported = true;
-                report(why);
+                tracing::warn!("not owning the swapchains of this physical device, {why}: the driver's own WSI serves them");
             }
         }
         entry.support.clone()
-    }
-
-    /// Whether the layer serves (would own the swapchains of) `pd`.
-    pub fn serves(&self, pd: vk::PhysicalDevice) -> bool {
-        !self.settings.platforms.is_empty()
-            && matches!(self.support(pd, |_| {}), Support::Ready { .. })
     }
 
     /// Hands `pd`'s surfaces to the driver for good: a device of it was

@@ -50,6 +50,20 @@ impl Next<'_> {
     }
 }
 
+/// A Vulkan input array: `count` items at `ptr`, which may be null when
+/// there are none.
+///
+/// # Safety
+/// `ptr` points to `count` valid items that outlive `'a`, or `count` is 0.
+pub unsafe fn array<'a, T>(ptr: *const T, count: u32) -> &'a [T] {
+    if count == 0 || ptr.is_null() {
+        &[]
+    } else {
+        // SAFETY: as the caller promises.
+        unsafe { std::slice::from_raw_parts(ptr, count as usize) }
+    }
+}
+
 /// Fills an array the Vulkan way: with a null pointer, the count; else as
 /// many as fit, and `VK_INCOMPLETE` if not all did.
 ///

@@ -29,17 +29,9 @@ impl Queues {
     /// # Safety
     /// `info` is a valid `VkDeviceCreateInfo`.
     pub unsafe fn new(info: &vk::DeviceCreateInfo<'_>) -> Self {
-        let creates = if info.p_queue_create_infos.is_null() {
-            &[][..]
-        } else {
-            // SAFETY: the create info holds this many queue create infos.
-            unsafe {
-                std::slice::from_raw_parts(
-                    info.p_queue_create_infos,
-                    info.queue_create_info_count as usize,
-                )
-            }
-        };
+        // SAFETY: the create info holds this many queue create infos.
+        let creates =
+            unsafe { super::array(info.p_queue_create_infos, info.queue_create_info_count) };
         let mut first = 0;
         let groups = creates
             .iter()

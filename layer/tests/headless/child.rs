@@ -26,6 +26,12 @@ pub fn run(scenario: &str) -> Result<Value> {
         "acquire_waits" => crate::held::acquire_waits(),
         "timeouts" => timeouts(),
         "leaks" => leaks(),
+        "objects" => crate::objects::objects(),
+        "refused" => crate::objects::refused(),
+        "device_with_live_swapchain" => crate::lifetimes::device_with_live_swapchain(),
+        "instance_with_live_surface" => crate::lifetimes::instance_with_live_surface(),
+        "fork" => crate::lifetimes::fork(),
+        "unfinished" => crate::lifetimes::unfinished(),
         other => Err(format!("unknown scenario {other}").into()),
     }
 }

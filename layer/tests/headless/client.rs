@@ -31,10 +31,29 @@ pub struct Vk {
     _entry: ash::Entry,
 }
 
+/// What a scenario asks of its device beyond a swapchain.
+#[derive(Default)]
+pub struct Options<'a> {
+    /// A debug-utils messenger counts validation errors from instance
+    /// creation on.
+    pub messenger: bool,
+    pub device_extensions: &'a [&'a std::ffi::CStr],
+    /// Enables VK_EXT_private_data's feature (the extension must be listed).
+    pub private_data: bool,
+}
+
 impl Vk {
     /// With `messenger`, a debug-utils messenger counts validation errors
     /// from instance creation on.
     pub fn new(messenger: bool) -> Result<Self> {
+        Self::with(&Options {
+            messenger,
+            ..Options::default()
+        })
+    }
+
+    pub fn with(options: &Options<'_>) -> Result<Self> {
+        let messenger = options.messenger;
         // SAFETY: loading the system's Vulkan loader, as any application does.
         let entry = unsafe { ash::Entry::load()? };
         let mut exts = vec![ash::khr::surface::NAME, ash::ext::headless_surface::NAME];
@@ -62,14 +81,17 @@ impl Vk {
             let queues = [vk::DeviceQueueCreateInfo::default()
                 .queue_family_index(family)
                 .queue_priorities(&priorities)];
-            let dev_exts = [ash::khr::swapchain::NAME.as_ptr()];
-            let device = instance.create_device(
-                pd,
-                &vk::DeviceCreateInfo::default()
-                    .queue_create_infos(&queues)
-                    .enabled_extension_names(&dev_exts),
-                None,
-            )?;
+            let mut dev_exts = vec![ash::khr::swapchain::NAME.as_ptr()];
+            dev_exts.extend(options.device_extensions.iter().map(|e| e.as_ptr()));
+            let mut private_data =
+                vk::PhysicalDevicePrivateDataFeatures::default().private_data(true);
+            let mut device_info = vk::DeviceCreateInfo::default()
+                .queue_create_infos(&queues)
+                .enabled_extension_names(&dev_exts);
+            if options.private_data {
+                device_info = device_info.push_next(&mut private_data);
+            }
+            let device = instance.create_device(pd, &device_info, None)?;
             let queue = device.get_device_queue(family, 0);
             let pool = device.create_command_pool(
                 &vk::CommandPoolCreateInfo::default()
@@ -325,6 +347,7 @@ pub struct Chain<'a> {
     pub images: Vec<vk::Image>,
     pub extent: vk::Extent2D,
     pub format: vk::Format,
+    pub usage: vk::ImageUsageFlags,
     pub min_image_count: u32,
     /// Per image: clear to the image's colour, then to PRESENT_SRC.
     cmds: Vec<vk::CommandBuffer>,
@@ -420,6 +443,7 @@ impl<'a> Chain<'a> {
                 images,
                 extent,
                 format: format.format,
+                usage,
                 min_image_count: caps.min_image_count,
                 cmds: Vec::new(),
                 rendered: Vec::new(),
@@ -525,6 +549,20 @@ impl<'a> Chain<'a> {
         // SAFETY: the live device.
         unsafe { self.vk.device.device_wait_idle()? };
         Ok(())
+    }
+
+    /// Destroys the swapchain now, whatever its images are doing (the
+    /// rest goes when the chain is dropped).
+    pub fn destroy_swapchain(&mut self) {
+        // SAFETY: the application's swapchain, destroyed once.
+        unsafe { self.vk.swapchain_fn.destroy_swapchain(self.swapchain, None) };
+        self.swapchain = vk::SwapchainKHR::null();
+    }
+
+    /// Drops everything but the swapchain, which the application then
+    /// leaves alive.
+    pub fn leak_swapchain(mut self) {
+        self.swapchain = vk::SwapchainKHR::null();
     }
 }
 

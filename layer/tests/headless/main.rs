@@ -17,9 +17,12 @@ mod child;
 mod client;
 #[path = "../common/mod.rs"]
 mod common;
+mod core;
 mod fds;
 mod held;
+mod lifetimes;
 mod messenger;
+mod objects;
 mod record;
 mod support;
 mod tests;
@@ -73,6 +76,31 @@ const TESTS: &[(&str, Test<Machine>)] = &[
     ),
     ("acquire::timeouts", tests::acquire_timeouts),
     ("leaks::swapchains_and_presents", tests::no_leaks),
+    (
+        "integrity::objects_with_validation_below",
+        core::objects_with_validation_below,
+    ),
+    (
+        "integrity::objects_under_valgrind",
+        core::objects_under_valgrind,
+    ),
+    (
+        "ownership::refused_extension_gets_the_drivers_answers",
+        core::refused_extension_gets_the_drivers_answers,
+    ),
+    (
+        "lifetimes::device_destroyed_with_a_live_swapchain",
+        core::device_destroyed_with_a_live_swapchain,
+    ),
+    (
+        "lifetimes::instance_destroyed_with_a_live_surface",
+        core::instance_destroyed_with_a_live_surface,
+    ),
+    ("lifetimes::fork_without_exec", core::fork_without_exec),
+    (
+        "lifetimes::destroy_while_a_render_never_finishes",
+        core::destroy_while_a_render_never_finishes,
+    ),
 ];
 
 fn main() -> ExitCode {

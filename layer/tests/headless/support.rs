@@ -32,6 +32,7 @@ pub struct Machine {
     /// A vgem card node, for fences the test signals itself.
     pub vgem: Result<(), String>,
     pub validation: Result<(), String>,
+    pub valgrind: Result<(), String>,
 }
 
 impl Machine {
@@ -46,11 +47,17 @@ impl Machine {
             Some(why) => Err(why),
         };
         let (vulkan, validation) = probe_vulkan();
+        let valgrind = if have_program("valgrind") {
+            Ok(())
+        } else {
+            Err("valgrind is not installed".to_owned())
+        };
         Self {
             vulkan,
             vkmark,
             vgem,
             validation,
+            valgrind,
         }
     }
 
@@ -193,6 +200,11 @@ impl Scratch {
             c.env(ENABLE_ENV, "1");
         }
         c
+    }
+
+    /// The statistics the layer wrote, if it was loaded.
+    pub fn stats_if_written(&self) -> Result<Option<Value>, Failed> {
+        self.0.stats()
     }
 
     /// The statistics the layer wrote, failing if it wrote none: every

@@ -314,14 +314,27 @@ pub fn capture_every_presented_frame(m: &Machine) -> Outcome {
         ));
     }
     const N: usize = 10;
-    for mode in ["immediate", "fifo"] {
+    // The last run's images are the consumer's own (the system dma-heap),
+    // imported into Vulkan: the pixels prove the import.
+    for (mode, buffers) in [
+        ("immediate", "driver"),
+        ("fifo", "driver"),
+        ("fifo", "consumer"),
+    ] {
         let s = Scratch::new("capture-all")?;
         let dir = s.path("frames");
         std::fs::create_dir_all(&dir)?;
         let mut c = s.child("frames")?;
         c.env(crate::child::PARAM, format!("{mode}:{N}"))
-            .env("SYNCFILE_WSI_CAPTURE", &dir);
-        let r = child_json(&run_ok(&mut c)?)?;
+            .env("SYNCFILE_WSI_CAPTURE", &dir)
+            .env("SYNCFILE_WSI_HEADLESS_BUFFERS", buffers)
+            .env("SYNCFILE_WSI_LOG", "info");
+        let out = run_ok(&mut c)?;
+        let log = String::from_utf8_lossy(&out.stderr);
+        check(log.contains(&format!("allocated by the {buffers}")), || {
+            format!("{mode}: the images were not allocated by the {buffers}: {log}")
+        })?;
+        let r = child_json(&out)?;
         let stats = s.stats()?;
         let files = captured(&dir)?;
         let names: Vec<String> = files

@@ -33,9 +33,14 @@ impl App {
     /// Connects to `weston` and maps a toplevel (committed once, without a
     /// buffer, and its first configure acknowledged).
     pub fn connect(weston: &Weston) -> Result<App, Failed> {
+        Self::connect_to(&weston.socket)
+    }
+
+    /// Likewise, to the compositor on `socket` (in `XDG_RUNTIME_DIR`).
+    pub fn connect_to(socket: &str) -> Result<App, Failed> {
         let runtime =
             PathBuf::from(std::env::var_os("XDG_RUNTIME_DIR").ok_or("no XDG_RUNTIME_DIR")?);
-        let stream = UnixStream::connect(runtime.join(&weston.socket))?;
+        let stream = UnixStream::connect(runtime.join(socket))?;
         let conn = Connection::from_socket(stream)?;
         let (globals, mut queue) = registry_queue_init::<AppState>(&conn)?;
         let qh = queue.handle();

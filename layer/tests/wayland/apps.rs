@@ -15,11 +15,11 @@ use crate::{check, missing, weston_missing, Outcome, Weston};
 
 /// Weston's output for these tests: small, so that its software repaint
 /// keeps up in an emulated guest.
-const OUTPUT: [&str; 2] = ["--width=640", "--height=480"];
+pub const OUTPUT: [&str; 2] = ["--width=640", "--height=480"];
 /// vkcube's window, likewise.
 const CUBE: [&str; 6] = ["--wsi", "wayland", "--width", "256", "--height", "256"];
 /// Any one application run.
-const RUN_LIMIT: Duration = Duration::from_secs(400);
+pub const RUN_LIMIT: Duration = Duration::from_secs(400);
 
 /// The layer, as the loader finds it: an implicit manifest in a scratch
 /// directory pointing at the library built with this test.
@@ -46,6 +46,11 @@ impl Layer {
             manifest::render(Kind::Implicit, lib),
         )?;
         Ok(Layer { dir })
+    }
+
+    /// A file in the layer's scratch directory.
+    pub fn file(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
     }
 
     fn stats_path(&self) -> PathBuf {
@@ -105,7 +110,7 @@ pub fn finish(mut child: Child, limit: Duration) -> Result<Output, Failed> {
     Ok(child.wait_with_output()?)
 }
 
-fn tail(bytes: &[u8]) -> String {
+pub fn tail(bytes: &[u8]) -> String {
     let text = String::from_utf8_lossy(bytes);
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(15)..].join("\n")
@@ -115,7 +120,7 @@ fn run(mut c: Command) -> Result<Output, Failed> {
     finish(c.spawn()?, RUN_LIMIT)
 }
 
-fn succeeded(out: &Output) -> Result<(), Failed> {
+pub fn succeeded(out: &Output) -> Result<(), Failed> {
     check(out.status.success(), || {
         format!(
             "{}; stdout: {}; stderr: {}",
@@ -126,12 +131,12 @@ fn succeeded(out: &Output) -> Result<(), Failed> {
     })
 }
 
-fn number(stats: &Value, path: &[&str]) -> u64 {
+pub fn number(stats: &Value, path: &[&str]) -> u64 {
     path.iter().fold(stats, |v, k| &v[*k]).as_u64().unwrap_or(0)
 }
 
 /// Why this machine cannot run these tests, if it cannot.
-fn prerequisites(programs: &[&str]) -> Option<String> {
+pub fn prerequisites(programs: &[&str]) -> Option<String> {
     if let Some(why) = weston_missing() {
         return Some(why);
     }
@@ -149,7 +154,7 @@ const APP_FENCE_WAITS: [&str; 2] = ["dma_buf_poll", "failed_import"];
 
 /// The layer owned the surface and presented `frames` frames with the
 /// `sync` path, and the application thread never waited on a fence.
-fn owned_and_presented(stats: &Value, frames: u64, sync: &str) -> Result<(), Failed> {
+pub fn owned_and_presented(stats: &Value, frames: u64, sync: &str) -> Result<(), Failed> {
     let show = || stats.to_string();
     check(number(stats, &["surfaces", "owned"]) == 1, || {
         format!("surface not owned: {}", show())

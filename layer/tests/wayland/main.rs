@@ -10,6 +10,16 @@
 mod app;
 mod apps;
 mod protocol;
+mod toolkit;
+mod vulkan;
+mod wire;
+
+/// The child scenarios' error type and Vulkan instance, shared with the
+/// headless suite (whose `record.rs` the Vulkan client includes too).
+#[path = "../common"]
+mod common {
+    pub mod child;
+}
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -20,6 +30,15 @@ pub type Outcome = Result<Completion, Failed>;
 type Test = fn() -> Outcome;
 
 const VM_VAR: &str = "SYNCFILE_WSI_VM";
+/// Set in a child process of this binary: the scenario it runs.
+pub const CHILD_VAR: &str = "SYNCFILE_TEST_CHILD";
+
+/// A child scenario: its JSON, printed as the last line of its standard
+/// output, or why it failed.
+type Scenario = fn() -> common::child::Result<serde_json::Value>;
+
+/// The scenarios a child process of this binary can run, by name.
+const SCENARIOS: &[(&str, Scenario)] = &[("toolkit", toolkit::child)];
 
 /// `module::test` entries named as they are written.
 macro_rules! tests {
@@ -44,9 +63,14 @@ const TESTS: &[(&str, Test)] = tests![
     apps::vkmark_scores,
     apps::killed_compositor_loses_the_surface,
     apps::screenshot_shows_the_cube,
+    toolkit::commits_from_another_thread_explicit,
+    toolkit::commits_from_another_thread_implicit,
 ];
 
 fn main() -> ExitCode {
+    if let Ok(name) = std::env::var(CHILD_VAR) {
+        return child(&name);
+    }
     let mut args = Arguments::from_args();
     // Each test starts its own weston; one at a time on the guest's two CPUs.
     args.test_threads.get_or_insert(1);
@@ -55,6 +79,31 @@ fn main() -> ExitCode {
         .map(|&(name, test)| Trial::ignorable_test(name, test))
         .collect();
     libtest_mimic::run(&args, trials).exit_code()
+}
+
+/// Runs the child scenario `name`.
+fn child(name: &str) -> ExitCode {
+    let Some(&(_, scenario)) = SCENARIOS.iter().find(|(n, _)| *n == name) else {
+        eprintln!("no child scenario {name}");
+        return ExitCode::FAILURE;
+    };
+    match scenario() {
+        Ok(v) => {
+            println!("{v}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("child {name}: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The path of this test binary: a child's program, with [`CHILD_VAR`]
+/// naming its scenario.
+pub fn this_binary() -> Result<String, Failed> {
+    let exe = std::env::current_exe()?;
+    Ok(exe.to_str().ok_or("non-UTF-8 test binary path")?.to_owned())
 }
 
 pub fn in_vm() -> bool {

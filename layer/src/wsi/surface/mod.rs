@@ -96,10 +96,7 @@ pub unsafe fn answer(pd: vk::PhysicalDevice, surface: vk::SurfaceKHR) -> Answer 
     if surface.platform.is_lost() {
         return Answer::Lost;
     }
-    let report = |why: &str| {
-        tracing::warn!("not owning the swapchains of this physical device, {why}: the driver's own WSI serves them");
-    };
-    match instance.support(pd, report) {
+    match instance.support(pd) {
         Support::Ready { caps, .. } => Answer::Layer {
             surface,
             caps,

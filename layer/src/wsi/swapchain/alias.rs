@@ -14,6 +14,7 @@ use ash::vk;
 
 use super::device::WsiDevice;
 use super::image::{Image, ImageSpec};
+use crate::plumbing::stats::{self, Counter};
 use crate::vulkan::chain::{self, Edited};
 use crate::vulkan::device::DeviceState;
 
@@ -195,6 +196,7 @@ pub unsafe fn bind_image_memory2(
     let mut images = wsi.aliases.images.lock().unwrap_or_else(|e| e.into_inner());
     for (image, memory) in imported {
         images.insert(image, Some(memory));
+        stats::count(Counter::AliasesBound);
     }
     wsi.aliases.count.store(images.len(), Ordering::Release);
     r

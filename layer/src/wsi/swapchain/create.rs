@@ -21,6 +21,7 @@ use super::present_thread::PresentThread;
 use super::{retire, PresentPath, Returned, Swapchain, SWAPCHAINS};
 use crate::plumbing::settings::SyncMode;
 use crate::plumbing::stats::{self, Counter, Fallback};
+use crate::vulkan::array;
 use crate::vulkan::caps::{self, ImageParams};
 use crate::vulkan::device::{DeviceState, Owned};
 use crate::vulkan::objects;
@@ -126,13 +127,7 @@ fn view_formats(info: &vk::SwapchainCreateInfoKHR<'_>) -> Vec<vk::Format> {
         unsafe {
             if (*p).s_type == vk::StructureType::IMAGE_FORMAT_LIST_CREATE_INFO {
                 let list = &*p.cast::<vk::ImageFormatListCreateInfo<'_>>();
-                if !list.p_view_formats.is_null() {
-                    return std::slice::from_raw_parts(
-                        list.p_view_formats,
-                        list.view_format_count as usize,
-                    )
-                    .to_vec();
-                }
+                return array(list.p_view_formats, list.view_format_count).to_vec();
             }
             p = (*p).p_next;
         }
@@ -238,16 +233,9 @@ fn create(
     } else {
         vk::ImageCreateFlags::empty()
     };
-    let families: &[u32] = if info.image_sharing_mode == vk::SharingMode::CONCURRENT
-        && !info.p_queue_family_indices.is_null()
-    {
+    let families: &[u32] = if info.image_sharing_mode == vk::SharingMode::CONCURRENT {
         // SAFETY: the create info holds this many family indices.
-        unsafe {
-            std::slice::from_raw_parts(
-                info.p_queue_family_indices,
-                info.queue_family_index_count as usize,
-            )
-        }
+        unsafe { array(info.p_queue_family_indices, info.queue_family_index_count) }
     } else {
         &[]
     };

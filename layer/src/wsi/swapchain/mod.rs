@@ -154,6 +154,7 @@ impl Swapchain {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .retain(|&h| h != self.handle);
+        tracing::info!("swapchain {} destroyed", self.describe());
         objects::forget(vk::ObjectType::SWAPCHAIN_KHR, self.handle);
         stats::count(Counter::SwapchainsDestroyed);
     }

@@ -26,6 +26,8 @@ use smallvec::SmallVec;
 use super::device::{PendingAcquire, WsiDevice};
 use super::image::{Image, Transfers};
 use super::SWAPCHAINS;
+use crate::plumbing::stats::{self, Counter};
+use crate::vulkan::array;
 
 type Few<T> = SmallVec<[T; 4]>;
 
@@ -134,10 +136,9 @@ fn record(
 
 /// One image to take back before a batch, in place of its acquire
 /// semaphore.
-struct Handback {
-    /// The application's acquire semaphore and the stage it waits at.
+pub struct Handback {
+    /// The application's acquire semaphore.
     semaphore: vk::Semaphore,
-    stage: vk::PipelineStageFlags2,
     cmd: vk::CommandBuffer,
     /// The image's semaphore the application's batch waits on instead.
     handback: vk::Semaphore,
@@ -146,12 +147,7 @@ struct Handback {
 /// The hand-backs for the pending acquires `taken` on queue family
 /// `family` (those still valid: the image is still acquired by that
 /// acquire and was handed to its consumer before).
-fn handbacks(
-    wsi: &WsiDevice,
-    family: u32,
-    taken: &[PendingAcquire],
-    stage_of: impl Fn(vk::Semaphore) -> vk::PipelineStageFlags2,
-) -> Few<Handback> {
+fn handbacks(wsi: &WsiDevice, family: u32, taken: &[PendingAcquire]) -> Few<Handback> {
     let mut out = Few::new();
     for p in taken {
         // SAFETY: the application may not destroy a swapchain while it
@@ -164,12 +160,14 @@ fn handbacks(
         }
         let image = &s.images[p.index as usize];
         match transfers(wsi, image, s.sharing, family) {
-            Ok(t) => out.push(Handback {
-                semaphore: p.semaphore,
-                stage: stage_of(p.semaphore),
-                cmd: t.acquire,
-                handback: image.handback,
-            }),
+            Ok(t) => {
+                stats::count(Counter::OwnershipTakenBack);
+                out.push(Handback {
+                    semaphore: p.semaphore,
+                    cmd: t.acquire,
+                    handback: image.handback,
+                });
+            }
             Err(r) => tracing::error!(
                 "cannot record the command buffer that takes an image back from its consumer ({r}); the application's use takes it implicitly"
             ),
@@ -178,204 +176,181 @@ fn handbacks(
     out
 }
 
-/// `vkQueueSubmit` on a device with pending acquires: the batches that wait
-/// on one take the image back first.
-///
-/// # Safety
-/// The application's arguments, for the duration of the call.
-pub unsafe fn queue_submit(
-    wsi: &WsiDevice,
-    queue: vk::Queue,
-    family: Option<u32>,
-    submits: &[vk::SubmitInfo<'_>],
-    fence: vk::Fence,
-) -> vk::Result {
-    let taken = match family {
-        Some(_) => wsi.take_pending(|s| submits.iter().any(|b| waits(b).contains(&s))),
-        None => Vec::new(),
-    };
-    let stage_of = |s: vk::Semaphore| {
-        submits
-            .iter()
-            .find_map(|b| {
-                let i = waits(b).iter().position(|&w| w == s)?;
-                // SAFETY: the batch holds a stage per wait semaphore.
-                let stages = unsafe { slice(b.p_wait_dst_stage_mask, b.wait_semaphore_count) };
-                stages
-                    .get(i)
-                    .map(|m| vk::PipelineStageFlags2::from_raw(u64::from(m.as_raw())))
-            })
-            .unwrap_or(vk::PipelineStageFlags2::ALL_COMMANDS)
-    };
-    let backs = match family {
-        Some(f) if !taken.is_empty() => handbacks(wsi, f, &taken, stage_of),
-        _ => Few::new(),
-    };
-    if backs.is_empty() {
-        // SAFETY: the application's arguments, for the driver.
-        return unsafe {
-            (wsi.fns.fp_v1_0().queue_submit)(queue, submits.len() as u32, submits.as_ptr(), fence)
-        };
-    }
-    // The layer's batches and the application's, in order; the arrays they
-    // point to live until the call returns.
-    let mut wait_lists: Vec<Vec<vk::Semaphore>> = Vec::new();
-    let mut ours: Vec<(
+/// A batch of `vkQueueSubmit` or `vkQueueSubmit2`, as the hand-back
+/// rewrites it.
+pub trait Batch: Copy {
+    /// One wait of the batch.
+    type Wait: Copy;
+    /// The storage of the layer's batch that takes an image back.
+    type Ours;
+    /// The batch's waits.
+    ///
+    /// # Safety
+    /// The batch is valid.
+    unsafe fn waits(&self) -> &[Self::Wait];
+    fn semaphore(wait: &Self::Wait) -> vk::Semaphore;
+    /// Makes `wait` wait on `semaphore` (a binary semaphore) instead.
+    fn redirect(wait: &mut Self::Wait, semaphore: vk::Semaphore);
+    /// The layer's batch for `back`, in place of this batch's wait `i`.
+    ///
+    /// # Safety
+    /// The batch is valid and has a wait `i`.
+    unsafe fn ours(&self, i: usize, back: &Handback) -> Self::Ours;
+    /// The layer's batch, pointing into `ours`.
+    fn layer_batch(ours: &Self::Ours) -> Self;
+    /// This batch waiting on `waits` instead, pointing into it.
+    fn waiting_on(self, waits: &[Self::Wait]) -> Self;
+}
+
+impl Batch for vk::SubmitInfo<'_> {
+    type Wait = vk::Semaphore;
+    type Ours = (
         vk::Semaphore,
         vk::PipelineStageFlags,
         vk::CommandBuffer,
         vk::Semaphore,
-    )> = Vec::new();
-    let mut plan: Vec<(Option<usize>, usize)> = Vec::new();
-    for (k, b) in submits.iter().enumerate() {
-        let mut replaced = waits(b).to_vec();
-        for h in &backs {
-            if let Some(slot) = replaced.iter_mut().find(|w| **w == h.semaphore) {
-                *slot = h.handback;
-                ours.push((
-                    h.semaphore,
-                    vk::PipelineStageFlags::from_raw(h.stage.as_raw() as u32),
-                    h.cmd,
-                    h.handback,
-                ));
-                plan.push((Some(ours.len() - 1), k));
-            }
-        }
-        wait_lists.push(replaced);
-        plan.push((None, k));
+    );
+
+    unsafe fn waits(&self) -> &[vk::Semaphore] {
+        // SAFETY: a valid batch holds this many wait semaphores.
+        unsafe { array(self.p_wait_semaphores, self.wait_semaphore_count) }
     }
-    let mut batches: Vec<vk::SubmitInfo<'_>> = Vec::with_capacity(plan.len());
-    for &(layer, k) in &plan {
-        match layer {
-            Some(i) => {
-                let (wait, stage, cmd, signal) = &ours[i];
-                batches.push(
-                    vk::SubmitInfo::default()
-                        .wait_semaphores(std::slice::from_ref(wait))
-                        .wait_dst_stage_mask(std::slice::from_ref(stage))
-                        .command_buffers(std::slice::from_ref(cmd))
-                        .signal_semaphores(std::slice::from_ref(signal)),
-                );
-            }
-            None => {
-                let mut b = submits[k];
-                b.p_wait_semaphores = wait_lists[k].as_ptr();
-                batches.push(b);
-            }
+
+    fn semaphore(wait: &vk::Semaphore) -> vk::Semaphore {
+        *wait
+    }
+
+    fn redirect(wait: &mut vk::Semaphore, semaphore: vk::Semaphore) {
+        *wait = semaphore;
+    }
+
+    unsafe fn ours(&self, i: usize, back: &Handback) -> Self::Ours {
+        // SAFETY: a valid batch holds a stage per wait semaphore.
+        let stage = unsafe { *self.p_wait_dst_stage_mask.add(i) };
+        (back.semaphore, stage, back.cmd, back.handback)
+    }
+
+    fn layer_batch(ours: &Self::Ours) -> Self {
+        let (wait, stage, cmd, signal) = ours;
+        vk::SubmitInfo {
+            wait_semaphore_count: 1,
+            p_wait_semaphores: wait,
+            p_wait_dst_stage_mask: stage,
+            command_buffer_count: 1,
+            p_command_buffers: cmd,
+            signal_semaphore_count: 1,
+            p_signal_semaphores: signal,
+            ..Default::default()
         }
     }
-    // SAFETY: the application's queue and fence, its batches (with the
-    // acquire semaphores they waited on replaced) after the layer's.
-    unsafe {
-        (wsi.fns.fp_v1_0().queue_submit)(queue, batches.len() as u32, batches.as_ptr(), fence)
+
+    fn waiting_on(mut self, waits: &[vk::Semaphore]) -> Self {
+        self.p_wait_semaphores = waits.as_ptr();
+        self
     }
 }
 
-/// `vkQueueSubmit2` likewise.
+impl<'a> Batch for vk::SubmitInfo2<'a> {
+    type Wait = vk::SemaphoreSubmitInfo<'a>;
+    type Ours = (Self::Wait, vk::CommandBufferSubmitInfo<'a>, Self::Wait);
+
+    unsafe fn waits(&self) -> &[Self::Wait] {
+        // SAFETY: a valid batch holds this many wait infos.
+        unsafe { array(self.p_wait_semaphore_infos, self.wait_semaphore_info_count) }
+    }
+
+    fn semaphore(wait: &Self::Wait) -> vk::Semaphore {
+        wait.semaphore
+    }
+
+    fn redirect(wait: &mut Self::Wait, semaphore: vk::Semaphore) {
+        wait.semaphore = semaphore;
+        wait.value = 0;
+    }
+
+    unsafe fn ours(&self, i: usize, back: &Handback) -> Self::Ours {
+        (
+            // SAFETY: the caller's batch has a wait `i`.
+            unsafe { self.waits()[i] },
+            vk::CommandBufferSubmitInfo::default().command_buffer(back.cmd),
+            vk::SemaphoreSubmitInfo::default()
+                .semaphore(back.handback)
+                .stage_mask(vk::PipelineStageFlags2::ALL_COMMANDS),
+        )
+    }
+
+    fn layer_batch(ours: &Self::Ours) -> Self {
+        let (wait, cmd, signal) = ours;
+        vk::SubmitInfo2 {
+            wait_semaphore_info_count: 1,
+            p_wait_semaphore_infos: wait,
+            command_buffer_info_count: 1,
+            p_command_buffer_infos: cmd,
+            signal_semaphore_info_count: 1,
+            p_signal_semaphore_infos: signal,
+            ..Default::default()
+        }
+    }
+
+    fn waiting_on(mut self, waits: &[Self::Wait]) -> Self {
+        self.p_wait_semaphore_infos = waits.as_ptr();
+        self
+    }
+}
+
+/// A submission on a device with pending acquires, on a queue of family
+/// `family`: the batches that wait on one take the image back first.
+/// `next` submits the batches it is given.
 ///
 /// # Safety
-/// The application's arguments, for the duration of the call; `submit2`
-/// is the next entity's `vkQueueSubmit2` (or its KHR alias).
-pub unsafe fn queue_submit2(
+/// The application's batches, valid for the duration of the call.
+pub unsafe fn submit<B: Batch>(
     wsi: &WsiDevice,
-    submit2: vk::PFN_vkQueueSubmit2,
-    queue: vk::Queue,
     family: Option<u32>,
-    submits: &[vk::SubmitInfo2<'_>],
-    fence: vk::Fence,
+    submits: &[B],
+    next: impl FnOnce(&[B]) -> vk::Result,
 ) -> vk::Result {
-    let taken = match family {
-        Some(_) => wsi.take_pending(|s| {
-            submits
-                .iter()
-                .any(|b| waits2(b).iter().any(|w| w.semaphore == s))
-        }),
-        None => Vec::new(),
-    };
-    let stage_of = |s: vk::Semaphore| {
-        submits
-            .iter()
-            .flat_map(|b| waits2(b).iter())
-            .find(|w| w.semaphore == s)
-            .map_or(vk::PipelineStageFlags2::ALL_COMMANDS, |w| w.stage_mask)
-    };
+    // SAFETY: the caller's batches are valid.
+    let waits_on =
+        |b: &B, s: vk::Semaphore| unsafe { b.waits() }.iter().any(|w| B::semaphore(w) == s);
     let backs = match family {
-        Some(f) if !taken.is_empty() => handbacks(wsi, f, &taken, stage_of),
-        _ => Few::new(),
+        Some(f) => {
+            let taken = wsi.take_pending(|s| submits.iter().any(|b| waits_on(b, s)));
+            handbacks(wsi, f, &taken)
+        }
+        None => Few::new(),
     };
     if backs.is_empty() {
-        // SAFETY: the application's arguments, for the driver.
-        return unsafe { submit2(queue, submits.len() as u32, submits.as_ptr(), fence) };
+        return next(submits);
     }
-    let mut wait_lists: Vec<Vec<vk::SemaphoreSubmitInfo<'_>>> = Vec::new();
-    let mut ours: Vec<(
-        vk::SemaphoreSubmitInfo<'_>,
-        vk::CommandBufferSubmitInfo<'_>,
-        vk::SemaphoreSubmitInfo<'_>,
-    )> = Vec::new();
+    // The layer's batches and the application's, in order; the arrays they
+    // point to live until `next` returns.
+    let mut wait_lists: Vec<Vec<B::Wait>> = Vec::with_capacity(submits.len());
+    let mut ours: Vec<B::Ours> = Vec::new();
     let mut plan: Vec<(Option<usize>, usize)> = Vec::new();
     for (k, b) in submits.iter().enumerate() {
-        let mut replaced = waits2(b).to_vec();
-        for h in &backs {
-            if let Some(slot) = replaced.iter_mut().find(|w| w.semaphore == h.semaphore) {
-                let wait = *slot;
-                slot.semaphore = h.handback;
-                slot.value = 0;
-                ours.push((
-                    wait,
-                    vk::CommandBufferSubmitInfo::default().command_buffer(h.cmd),
-                    vk::SemaphoreSubmitInfo::default()
-                        .semaphore(h.handback)
-                        .stage_mask(vk::PipelineStageFlags2::ALL_COMMANDS),
-                ));
+        // SAFETY: as above.
+        let mut replaced = unsafe { b.waits() }.to_vec();
+        for back in &backs {
+            if let Some(i) = replaced
+                .iter()
+                .position(|w| B::semaphore(w) == back.semaphore)
+            {
+                // SAFETY: as above; `i` is one of the batch's waits.
+                ours.push(unsafe { b.ours(i, back) });
+                B::redirect(&mut replaced[i], back.handback);
                 plan.push((Some(ours.len() - 1), k));
             }
         }
         wait_lists.push(replaced);
         plan.push((None, k));
     }
-    let mut batches: Vec<vk::SubmitInfo2<'_>> = Vec::with_capacity(plan.len());
-    for &(layer, k) in &plan {
-        match layer {
-            Some(i) => {
-                let (wait, cmd, signal) = &ours[i];
-                batches.push(
-                    vk::SubmitInfo2::default()
-                        .wait_semaphore_infos(std::slice::from_ref(wait))
-                        .command_buffer_infos(std::slice::from_ref(cmd))
-                        .signal_semaphore_infos(std::slice::from_ref(signal)),
-                );
-            }
-            None => {
-                let mut b = submits[k];
-                b.p_wait_semaphore_infos = wait_lists[k].as_ptr();
-                batches.push(b);
-            }
-        }
-    }
-    // SAFETY: as in `queue_submit`.
-    unsafe { submit2(queue, batches.len() as u32, batches.as_ptr(), fence) }
-}
-
-/// A batch's wait semaphores.
-fn waits<'a>(b: &vk::SubmitInfo<'a>) -> &'a [vk::Semaphore] {
-    // SAFETY: a valid batch holds this many wait semaphores.
-    unsafe { slice(b.p_wait_semaphores, b.wait_semaphore_count) }
-}
-
-/// A batch's wait semaphore infos.
-fn waits2<'a>(b: &vk::SubmitInfo2<'a>) -> &'a [vk::SemaphoreSubmitInfo<'a>] {
-    // SAFETY: a valid batch holds this many wait infos.
-    unsafe { slice(b.p_wait_semaphore_infos, b.wait_semaphore_info_count) }
-}
-
-/// # Safety
-/// `ptr` points to `n` items, or `n` is 0.
-unsafe fn slice<'a, T>(ptr: *const T, n: u32) -> &'a [T] {
-    if n == 0 || ptr.is_null() {
-        &[]
-    } else {
-        // SAFETY: as the caller promises.
-        unsafe { std::slice::from_raw_parts(ptr, n as usize) }
-    }
+    let batches: Vec<B> = plan
+        .iter()
+        .map(|&(layer, k)| match layer {
+            Some(i) => B::layer_batch(&ours[i]),
+            None => submits[k].waiting_on(&wait_lists[k]),
+        })
+        .collect();
+    next(&batches)
 }

@@ -23,6 +23,7 @@ use super::image::Image;
 use super::ownership;
 use super::{fell_back_once, PresentPath, Swapchain};
 use crate::plumbing::stats::{self, Counter, CpuTimer, Wait, PRESENT_CPU};
+use crate::vulkan::array;
 use crate::vulkan::device::DeviceState;
 use crate::wsi::bridge;
 use crate::wsi::platform::Frame;
@@ -31,17 +32,6 @@ type Few<T> = SmallVec<[T; 4]>;
 
 /// Presents on owned swapchains since the process started: frame numbers.
 static FRAMES: AtomicU64 = AtomicU64::new(0);
-
-/// # Safety
-/// `ptr` points to `n` items, or `n` is 0.
-unsafe fn slice<'a, T>(ptr: *const T, n: usize) -> &'a [T] {
-    if n == 0 || ptr.is_null() {
-        &[]
-    } else {
-        // SAFETY: as the caller promises.
-        unsafe { std::slice::from_raw_parts(ptr, n) }
-    }
-}
 
 /// `vkQueuePresentKHR` on `device`'s `queue`.
 ///
@@ -52,10 +42,10 @@ pub unsafe fn queue_present(
     queue: vk::Queue,
     info: &vk::PresentInfoKHR<'_>,
 ) -> vk::Result {
-    let n = info.swapchain_count as usize;
+    let n = info.swapchain_count;
     // SAFETY: the present info holds n swapchains and indices.
     let (swapchains, indices) =
-        unsafe { (slice(info.p_swapchains, n), slice(info.p_image_indices, n)) };
+        unsafe { (array(info.p_swapchains, n), array(info.p_image_indices, n)) };
     let ours: Few<(usize, &Swapchain)> = swapchains
         .iter()
         .enumerate()
@@ -67,12 +57,12 @@ pub unsafe fn queue_present(
         return unsafe { (device.swapchain.queue_present_khr)(queue, info) };
     }
     let _timer = CpuTimer::start(&PRESENT_CPU);
-    let mut results: Few<vk::Result> = SmallVec::from_elem(vk::Result::SUCCESS, n);
+    let mut results: Few<vk::Result> = SmallVec::from_elem(vk::Result::SUCCESS, swapchains.len());
     // SAFETY: the application's present info and queue.
     let overall = unsafe { present(device, queue, info, indices, &ours, &mut results) };
     if !info.p_results.is_null() {
         // SAFETY: the application's array has room for n results.
-        unsafe { std::ptr::copy_nonoverlapping(results.as_ptr(), info.p_results, n) };
+        unsafe { std::ptr::copy_nonoverlapping(results.as_ptr(), info.p_results, results.len()) };
     }
     overall
 }
@@ -123,7 +113,7 @@ unsafe fn present(
     signals.extend(handoff);
 
     // SAFETY: the present info holds this many wait semaphores.
-    let waits = unsafe { slice(info.p_wait_semaphores, info.wait_semaphore_count as usize) };
+    let waits = unsafe { array(info.p_wait_semaphores, info.wait_semaphore_count) };
     if wsi.has_pending() {
         // Images acquired and presented without any work in between need
         // no taking back: this present hands them on again.
@@ -195,6 +185,7 @@ impl Swapchain {
         match ownership::transfers(&self.wsi, image, self.sharing, family) {
             Ok(t) => {
                 image.released.store(true, Ordering::Release);
+                stats::count(Counter::OwnershipReleased);
                 Some(t.release)
             }
             Err(r) => {
@@ -343,7 +334,7 @@ unsafe fn present_theirs(
     results: &mut [vk::Result],
 ) -> vk::Result {
     // SAFETY: the present info holds this many swapchains.
-    let all = unsafe { slice(info.p_swapchains, results.len()) };
+    let all = unsafe { array(info.p_swapchains, info.swapchain_count) };
     let swapchains: Few<vk::SwapchainKHR> = theirs.iter().map(|&p| all[p]).collect();
     let their_indices: Few<u32> = theirs.iter().map(|&p| indices[p]).collect();
     let mut their_results: Few<vk::Result> = SmallVec::from_elem(vk::Result::SUCCESS, theirs.len());

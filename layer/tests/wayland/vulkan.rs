@@ -1,0 +1,306 @@
+//! A small Vulkan application on the application's `wl_surface`, written by
+//! the spec, for the child scenarios: an instance through the system loader,
+//! a `VkSurfaceKHR` on [`App`]'s display and surface, a device whose queue
+//! can present to it, and a swapchain whose frames are each cleared to a
+//! colour of their own, with the synchronization a correct application uses.
+
+use std::ffi::c_void;
+use std::sync::Mutex;
+use std::time::Instant;
+
+use ash::vk;
+
+use crate::common::child::{create_instance, Result};
+
+#[path = "../headless/record.rs"]
+mod record;
+
+/// Frames in flight: a frame waits for the fence of the frame two back
+/// before it reuses that slot's acquire semaphore and command buffer.
+const SLOTS: usize = 2;
+
+/// Instance, Wayland surface, device and queue.
+pub struct Vk {
+    instance: ash::Instance,
+    surface_fn: ash::khr::surface::Instance,
+    surface: vk::SurfaceKHR,
+    pd: vk::PhysicalDevice,
+    device: ash::Device,
+    swapchain_fn: ash::khr::swapchain::Device,
+    queue: vk::Queue,
+    pool: vk::CommandPool,
+    // Last: the loader must outlive everything made through it.
+    _entry: ash::Entry,
+}
+
+impl Vk {
+    /// # Safety
+    /// `display` and `surface` are a live `wl_display*` and a `wl_surface*`
+    /// of it, which outlive the returned value.
+    pub unsafe fn new(display: *mut c_void, surface: *mut c_void) -> Result<Self> {
+        // SAFETY: loading the system's Vulkan loader, as any application does.
+        let entry = unsafe { ash::Entry::load()? };
+        let exts = [ash::khr::surface::NAME, ash::khr::wayland_surface::NAME];
+        let instance = create_instance(&entry, &exts, None)?;
+        // SAFETY: everything below is made from this instance and destroyed
+        // in `Drop` before it; the caller vouches for the Wayland handles.
+        unsafe {
+            let surface_fn = ash::khr::surface::Instance::new(&entry, &instance);
+            let surface = ash::khr::wayland_surface::Instance::new(&entry, &instance)
+                .create_wayland_surface(
+                    &vk::WaylandSurfaceCreateInfoKHR::default()
+                        .display(display)
+                        .surface(surface),
+                    None,
+                )?;
+            let (pd, family) = pick_device(&instance, &surface_fn, surface)?;
+            let priorities = [1.0f32];
+            let queues = [vk::DeviceQueueCreateInfo::default()
+                .queue_family_index(family)
+                .queue_priorities(&priorities)];
+            let dev_exts = [ash::khr::swapchain::NAME.as_ptr()];
+            let device = instance.create_device(
+                pd,
+                &vk::DeviceCreateInfo::default()
+                    .queue_create_infos(&queues)
+                    .enabled_extension_names(&dev_exts),
+                None,
+            )?;
+            let pool = device.create_command_pool(
+                &vk::CommandPoolCreateInfo::default()
+                    .queue_family_index(family)
+                    .flags(vk::CommandPoolCreateFlags::RESET_COMMAND_BUFFER),
+                None,
+            )?;
+            Ok(Self {
+                swapchain_fn: ash::khr::swapchain::Device::new(&instance, &device),
+                queue: device.get_device_queue(family, 0),
+                instance,
+                surface_fn,
+                surface,
+                pd,
+                device,
+                pool,
+                _entry: entry,
+            })
+        }
+    }
+}
+
+impl Drop for Vk {
+    fn drop(&mut self) {
+        // SAFETY: every object made from this instance and device is gone
+        // (a `Chain` borrows `Vk`, so it was dropped first).
+        unsafe {
+            let _ = self.device.device_wait_idle();
+            self.device.destroy_command_pool(self.pool, None);
+            self.device.destroy_device(None);
+            self.surface_fn.destroy_surface(self.surface, None);
+            self.instance.destroy_instance(None);
+        }
+    }
+}
+
+/// The first device with a queue family that has graphics and can present
+/// to `surface`.
+fn pick_device(
+    instance: &ash::Instance,
+    surface_fn: &ash::khr::surface::Instance,
+    surface: vk::SurfaceKHR,
+) -> Result<(vk::PhysicalDevice, u32)> {
+    // SAFETY: queries on the live instance and surface.
+    unsafe {
+        for pd in instance.enumerate_physical_devices()? {
+            let families = instance.get_physical_device_queue_family_properties(pd);
+            for (i, f) in families.iter().enumerate() {
+                let i = i as u32;
+                if f.queue_flags.contains(vk::QueueFlags::GRAPHICS)
+                    && surface_fn.get_physical_device_surface_support(pd, i, surface)?
+                {
+                    return Ok((pd, i));
+                }
+            }
+        }
+    }
+    Err("no device can present to the Wayland surface".into())
+}
+
+/// A swapchain and what it takes to render and present frames to it.
+pub struct Chain<'a> {
+    vk: &'a Vk,
+    swapchain: vk::SwapchainKHR,
+    images: Vec<vk::Image>,
+    /// Per image: signalled by its frame's submission, waited by its present.
+    rendered: Vec<vk::Semaphore>,
+    /// Per slot: the acquire semaphore, the clear and the fence that says
+    /// both are free again.
+    acquired: [vk::Semaphore; SLOTS],
+    cmds: Vec<vk::CommandBuffer>,
+    fences: [vk::Fence; SLOTS],
+    frame: usize,
+}
+
+impl<'a> Chain<'a> {
+    /// A swapchain of `size`×`size` pixels in `mode`, with the surface's
+    /// minimum image count.
+    pub fn new(vk: &'a Vk, mode: vk::PresentModeKHR, size: u32) -> Result<Self> {
+        // SAFETY: queries and objects of the live device; everything is
+        // destroyed by `Drop`.
+        unsafe {
+            let caps = vk
+                .surface_fn
+                .get_physical_device_surface_capabilities(vk.pd, vk.surface)?;
+            let modes = vk
+                .surface_fn
+                .get_physical_device_surface_present_modes(vk.pd, vk.surface)?;
+            if !modes.contains(&mode) {
+                return Err(format!("the surface does not offer {mode:?}").into());
+            }
+            let formats = vk
+                .surface_fn
+                .get_physical_device_surface_formats(vk.pd, vk.surface)?;
+            let format = formats
+                .iter()
+                .find(|f| f.format == vk::Format::B8G8R8A8_UNORM)
+                .or(formats.first())
+                .copied()
+                .ok_or("the surface offers no format")?;
+            // Wayland leaves the size to the swapchain.
+            let extent = if caps.current_extent.width == u32::MAX {
+                vk::Extent2D {
+                    width: size,
+                    height: size,
+                }
+            } else {
+                caps.current_extent
+            };
+            let alpha = if caps
+                .supported_composite_alpha
+                .contains(vk::CompositeAlphaFlagsKHR::OPAQUE)
+            {
+                vk::CompositeAlphaFlagsKHR::OPAQUE
+            } else {
+                vk::CompositeAlphaFlagsKHR::INHERIT
+            };
+            let swapchain = vk.swapchain_fn.create_swapchain(
+                &vk::SwapchainCreateInfoKHR::default()
+                    .surface(vk.surface)
+                    .min_image_count(caps.min_image_count)
+                    .image_format(format.format)
+                    .image_color_space(format.color_space)
+                    .image_extent(extent)
+                    .image_array_layers(1)
+                    .image_usage(vk::ImageUsageFlags::TRANSFER_DST)
+                    .image_sharing_mode(vk::SharingMode::EXCLUSIVE)
+                    .pre_transform(caps.current_transform)
+                    .composite_alpha(alpha)
+                    .present_mode(mode)
+                    .clipped(true),
+                None,
+            )?;
+            let mut chain = Chain {
+                vk,
+                swapchain,
+                images: vk.swapchain_fn.get_swapchain_images(swapchain)?,
+                rendered: Vec::new(),
+                acquired: [vk::Semaphore::null(); SLOTS],
+                cmds: Vec::new(),
+                fences: [vk::Fence::null(); SLOTS],
+                frame: 0,
+            };
+            let semaphore = || vk.device.create_semaphore(&Default::default(), None);
+            for _ in 0..chain.images.len() {
+                chain.rendered.push(semaphore()?);
+            }
+            chain.cmds = vk.device.allocate_command_buffers(
+                &vk::CommandBufferAllocateInfo::default()
+                    .command_pool(vk.pool)
+                    .level(vk::CommandBufferLevel::PRIMARY)
+                    .command_buffer_count(SLOTS as u32),
+            )?;
+            for slot in 0..SLOTS {
+                chain.acquired[slot] = semaphore()?;
+                chain.fences[slot] = vk.device.create_fence(
+                    &vk::FenceCreateInfo::default().flags(vk::FenceCreateFlags::SIGNALED),
+                    None,
+                )?;
+            }
+            Ok(chain)
+        }
+    }
+
+    /// One frame: acquires an image, clears it to `colour` and presents it,
+    /// holding `surface_lock` around `vkQueuePresentKHR` (the application's
+    /// lock on its `wl_surface`, whose requests the layer makes inside the
+    /// call), and adds how long the call took, in µs, to `present_us`.
+    /// Returns the present's result.
+    pub fn frame(
+        &mut self,
+        colour: [f32; 4],
+        surface_lock: &Mutex<()>,
+        present_us: &mut Vec<u64>,
+    ) -> Result<vk::Result> {
+        let slot = self.frame % SLOTS;
+        self.frame += 1;
+        let d = &self.vk.device;
+        let (fence, cmd, acquired) = (self.fences[slot], self.cmds[slot], self.acquired[slot]);
+        // SAFETY: the slot's fence guards its semaphore and command buffer;
+        // the image is this frame's until its present.
+        unsafe {
+            d.wait_for_fences(&[fence], true, u64::MAX)?;
+            d.reset_fences(&[fence])?;
+            let (index, _suboptimal) = self
+                .vk
+                .swapchain_fn
+                .acquire_next_image(self.swapchain, u64::MAX, acquired, vk::Fence::null())
+                .map_err(|e| format!("vkAcquireNextImageKHR: {e:?}"))?;
+            record::record_clear(d, cmd, self.images[index as usize], colour)?;
+            let waits = [acquired];
+            let stages = [vk::PipelineStageFlags::TRANSFER];
+            let cmds = [cmd];
+            let signals = [self.rendered[index as usize]];
+            let submit = vk::SubmitInfo::default()
+                .wait_semaphores(&waits)
+                .wait_dst_stage_mask(&stages)
+                .command_buffers(&cmds)
+                .signal_semaphores(&signals);
+            d.queue_submit(self.vk.queue, &[submit], fence)?;
+            let swapchains = [self.swapchain];
+            let indices = [index];
+            let info = vk::PresentInfoKHR::default()
+                .wait_semaphores(&signals)
+                .swapchains(&swapchains)
+                .image_indices(&indices);
+            let _surface = surface_lock.lock().unwrap_or_else(|e| e.into_inner());
+            let started = Instant::now();
+            let result = self.vk.swapchain_fn.queue_present(self.vk.queue, &info);
+            present_us.push(started.elapsed().as_micros() as u64);
+            Ok(match result {
+                Ok(false) => vk::Result::SUCCESS,
+                Ok(true) => vk::Result::SUBOPTIMAL_KHR,
+                Err(e) => e,
+            })
+        }
+    }
+}
+
+impl Drop for Chain<'_> {
+    fn drop(&mut self) {
+        // SAFETY: after the device is idle nothing uses these objects; the
+        // swapchain's images go with it.
+        unsafe {
+            let d = &self.vk.device;
+            let _ = d.device_wait_idle();
+            for &s in self.rendered.iter().chain(&self.acquired) {
+                d.destroy_semaphore(s, None);
+            }
+            for &f in &self.fences {
+                d.destroy_fence(f, None);
+            }
+            if !self.cmds.is_empty() {
+                d.free_command_buffers(self.vk.pool, &self.cmds);
+            }
+            self.vk.swapchain_fn.destroy_swapchain(self.swapchain, None);
+        }
+    }
+}
