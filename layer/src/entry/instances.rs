@@ -11,8 +11,9 @@ use crate::plumbing::guard::install_panic_hook;
 use crate::plumbing::stats::{self, Counter};
 use crate::vulkan::array;
 use crate::vulkan::extensions;
-use crate::vulkan::instance::{self, CreateError};
+use crate::vulkan::instance::{self, CreateError, InstanceState};
 use crate::vulkan::objects;
+use crate::vulkan::provided;
 use crate::wsi::surface;
 
 pub(super) fn lookup(name: &[u8]) -> Option<(Scope, *const c_void)> {
@@ -31,12 +32,38 @@ pub(super) fn lookup(name: &[u8]) -> Option<(Scope, *const c_void)> {
             Scope::Everyone,
             enumerate_device_extensions as *const c_void,
         ),
+        b"vkGetPhysicalDeviceFeatures2" => (Scope::Everyone, features2 as *const c_void),
+        b"vkGetPhysicalDeviceFeatures2KHR" => (Scope::Everyone, features2_khr as *const c_void),
         b"vkDebugReportMessageEXT" => (Scope::Everyone, debug_report_message as *const c_void),
         b"vkSubmitDebugUtilsMessageEXT" => {
             (Scope::Everyone, submit_debug_utils_message as *const c_void)
         }
         _ => return None,
     })
+}
+
+/// `vkGetPhysicalDeviceFeatures2` through `next` (the core command or its
+/// KHR alias), with the features of the layer's own extensions answered on
+/// the physical devices it serves.
+///
+/// # Safety
+/// The application's arguments.
+unsafe fn features(
+    pd: vk::PhysicalDevice,
+    p_features: *mut vk::PhysicalDeviceFeatures2<'_>,
+    next: impl FnOnce(&InstanceState) -> vk::PFN_vkGetPhysicalDeviceFeatures2,
+) {
+    // SAFETY: the application passes a live physical device.
+    let Some(state) = (unsafe { instance::of(pd) }) else {
+        tracing::error!("vkGetPhysicalDeviceFeatures2: unknown physical device");
+        return;
+    };
+    // SAFETY: the application's arguments, for the next entity.
+    unsafe { next(state)(pd, p_features) };
+    if state.serves(pd) {
+        // SAFETY: the application's valid output chain.
+        unsafe { provided::answer_features((*p_features).p_next) };
+    }
 }
 
 entry! {
@@ -72,8 +99,9 @@ entry! {
         unsafe { instance::destroy(instance, p_allocator) }
     }
 
-    /// The driver's device extensions, without those the layer refuses on
-    /// the physical devices whose swapchains it serves.
+    /// The driver's device extensions on the physical devices whose
+    /// swapchains the layer serves: without those the layer refuses, with
+    /// those it implements.
     fn enumerate_device_extensions(
         pd: vk::PhysicalDevice,
         p_layer_name: *const c_char,
@@ -94,15 +122,32 @@ entry! {
             Ok(all) => all,
             Err(r) => return r,
         };
-        let shown: Vec<vk::ExtensionProperties> = all
-            .into_iter()
-            .filter(|e| {
-                e.extension_name_as_c_str()
-                    .is_ok_and(|n| extensions::refused(n).is_none())
-            })
-            .collect();
+        let shown = provided::with_provided(
+            all.into_iter()
+                .filter(|e| {
+                    e.extension_name_as_c_str()
+                        .is_ok_and(|n| extensions::refused(n).is_none())
+                })
+                .collect(),
+        );
         // SAFETY: the application's valid count and array.
         unsafe { crate::vulkan::fill(&shown, p_count, p_properties) }
+    }
+
+    fn features2(pd: vk::PhysicalDevice, p_features: *mut vk::PhysicalDeviceFeatures2<'_>),
+        "vkGetPhysicalDeviceFeatures2", on panic (), {
+        // SAFETY: the application's arguments.
+        unsafe { features(pd, p_features, |i| i.fns.fp_v1_1().get_physical_device_features2) }
+    }
+
+    fn features2_khr(pd: vk::PhysicalDevice, p_features: *mut vk::PhysicalDeviceFeatures2<'_>),
+        "vkGetPhysicalDeviceFeatures2KHR", on panic (), {
+        // SAFETY: the application's arguments.
+        unsafe {
+            features(pd, p_features, |i| {
+                i.properties2.get_physical_device_features2_khr
+            })
+        }
     }
 
     /// A message naming one of the layer's objects goes on without it: the

@@ -38,6 +38,7 @@ mod devices;
 mod images;
 mod instances;
 mod objects;
+mod presents;
 mod queues;
 mod surfaces;
 mod swapchains;
@@ -63,6 +64,7 @@ fn lookup(name: &[u8]) -> Option<(Scope, *const c_void)> {
         .or_else(|| devices::lookup(name))
         .or_else(|| surfaces::lookup(name))
         .or_else(|| swapchains::lookup(name))
+        .or_else(|| presents::lookup(name))
         .or_else(|| objects::lookup(name))
         .or_else(|| images::lookup(name))
         .or_else(|| queues::lookup(name))
@@ -153,7 +155,8 @@ fn void_fn(f: *const c_void) -> vk::PFN_vkVoidFunction {
 
 entry! {
     /// The layer's `vkGetInstanceProcAddr`: its own function for what it
-    /// intercepts (where the next entity has it), the next entity's for
+    /// intercepts (where the next entity has it, or for the swapchain
+    /// commands, always), the next entity's for
     /// everything else. Device commands asked for here get the layer's
     /// function whatever the device: each one passes devices the layer does
     /// not own through.
@@ -179,6 +182,9 @@ entry! {
         // SAFETY: the instance is the next entity's too.
         let next = unsafe { (state.next_get_instance_proc_addr)(instance, name.as_ptr()) };
         match ours {
+            // The swapchain commands of extensions the layer provides may
+            // be the layer's alone.
+            Some((Scope::Swapchain, f)) => void_fn(f),
             Some((_, f)) if next.is_some() => void_fn(f),
             _ => next,
         }

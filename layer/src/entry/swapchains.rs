@@ -33,7 +33,7 @@ pub(super) fn lookup(name: &[u8]) -> Option<(Scope, *const c_void)> {
 ///
 /// # Safety
 /// `device` and `handle` are the application's, alive for the command.
-unsafe fn on_swapchain<R>(
+pub(super) unsafe fn on_swapchain<R>(
     command: &str,
     device: vk::Device,
     handle: vk::SwapchainKHR,

@@ -7,9 +7,15 @@
 //! screen. FIFO and FIFO_RELAXED flip on the ticks of a virtual refresh
 //! (`SYNCFILE_WSI_HEADLESS_REFRESH`, 60 Hz by default); FIFO never drops a
 //! frame, FIFO_RELAXED flips a frame that missed its tick at once.
-//! MAILBOX and IMMEDIATE flip as soon as a frame is ready; MAILBOX keeps
-//! one frame waiting and replaces it (releasing it unshown) when a newer
-//! one arrives first, IMMEDIATE shows every frame.
+//! FIFO_LATEST_READY flips on the ticks too, showing the newest frame
+//! ready at the tick and discarding those before it. MAILBOX and
+//! IMMEDIATE flip as soon as a frame is ready; MAILBOX keeps one frame
+//! waiting and replaces it (releasing it unshown) when a newer one
+//! arrives first, IMMEDIATE shows every frame. Each frame's own mode
+//! decides (swapchain maintenance switches modes per present), a desired
+//! present time (`VK_GOOGLE_display_timing`) holds a frame back until
+//! then, and every frame is reported shown, with its flip time, or
+//! discarded.
 //!
 //! The thread sleeps in one `poll(2)` on an eventfd (rung on every
 //! present and on stop) and the dma-buf it waits for, with the next tick
@@ -29,22 +35,24 @@ use crate::plumbing::guard::try_guard;
 use crate::plumbing::settings::{Buffers, Platform, Settings};
 use crate::plumbing::stats::{self, Counter, Wait};
 use crate::vulkan::caps::{Format, SwapchainCaps};
+use crate::vulkan::newer;
 use crate::wsi::bridge;
 use crate::wsi::capture::{Capture, LINEAR};
 use crate::wsi::platform::{
-    sizeless_capabilities, Allocator, Buffer, ConsumerImage, Frame, PlatformError, PlatformSurface,
-    Presenter, PresenterConfig, Returns,
+    monotonic_now_ns, sizeless_capabilities, Allocator, Buffer, ConsumerImage, Frame,
+    PlatformError, PlatformSurface, Presenter, PresenterConfig, Returns, Shown,
 };
 
 /// A headless surface: nothing of its own, every swapchain on it gets a
 /// virtual display.
 pub struct HeadlessSurface;
 
-const PRESENT_MODES: [vk::PresentModeKHR; 4] = [
+const PRESENT_MODES: [vk::PresentModeKHR; 5] = [
     vk::PresentModeKHR::FIFO,
     vk::PresentModeKHR::FIFO_RELAXED,
     vk::PresentModeKHR::MAILBOX,
     vk::PresentModeKHR::IMMEDIATE,
+    newer::PRESENT_MODE_FIFO_LATEST_READY,
 ];
 
 /// The consumer holds one image on its screen for good; a second one lets
@@ -99,7 +107,6 @@ impl PlatformSurface for HeadlessSurface {
         let period = Duration::from_secs(1) / config.settings.headless_refresh.max(1);
         let images = config.images;
         let returns = config.returns;
-        let mode = config.present_mode;
         let opaque = config.composite_alpha == vk::CompositeAlphaFlagsKHR::OPAQUE;
         let capture = Capture::from_settings(config.settings);
         let worker = Worker::spawn("headless", n, move |inbox| {
@@ -107,7 +114,6 @@ impl PlatformSurface for HeadlessSurface {
                 inbox,
                 images,
                 returns,
-                mode,
                 opaque,
                 capture,
                 queue: VecDeque::with_capacity(n),
@@ -118,23 +124,35 @@ impl PlatformSurface for HeadlessSurface {
             }
             .run()
         })?;
-        Ok(Box::new(HeadlessPresenter(worker)))
+        Ok(Box::new(HeadlessPresenter { worker, period }))
     }
 }
 
-struct HeadlessPresenter(Worker<Frame>);
+struct HeadlessPresenter {
+    worker: Worker<Frame>,
+    period: Duration,
+}
 
 impl Presenter for HeadlessPresenter {
-    fn present(&self, frame: Frame, _render: Option<&SyncFile>) -> vk::Result {
-        if self.0.send(frame) {
+    fn present(
+        &self,
+        frame: Frame,
+        _render: Option<&SyncFile>,
+        _damage: Option<&[vk::RectLayerKHR]>,
+    ) -> vk::Result {
+        if self.worker.send(frame) {
             vk::Result::SUCCESS
         } else {
             vk::Result::ERROR_OUT_OF_DATE_KHR
         }
     }
 
+    fn refresh_ns(&self) -> Option<u64> {
+        u64::try_from(self.period.as_nanos()).ok()
+    }
+
     fn stop(&self) {
-        self.0.stop();
+        self.worker.stop();
     }
 }
 
@@ -142,7 +160,6 @@ struct Consumer {
     inbox: Inbox<Frame>,
     images: Vec<ConsumerImage>,
     returns: Arc<dyn Returns>,
-    mode: vk::PresentModeKHR,
     opaque: bool,
     capture: Option<Capture>,
     /// Presented frames not yet on the screen, oldest first.
@@ -150,7 +167,7 @@ struct Consumer {
     /// The image on the screen.
     front: Option<u32>,
     period: Duration,
-    /// When the last flip happened (a refresh tick for FIFO).
+    /// When the last flip happened (a refresh tick for the FIFO modes).
     last_flip: Option<Instant>,
     /// When the frame at the head of the queue was first seen ready.
     ready_at: Option<Instant>,
@@ -176,8 +193,7 @@ impl Consumer {
                 self.sleep(None, None);
                 continue;
             };
-            let dma_buf = &self.images[head.index as usize].buffer.dma_buf;
-            if !bridge::render_done(dma_buf).unwrap_or(true) {
+            if !self.rendered(head) {
                 let start = Instant::now();
                 self.sleep(Some(head.index), None);
                 stats::waited(Wait::ImplicitFence, start.elapsed());
@@ -185,11 +201,11 @@ impl Consumer {
             }
             let now = Instant::now();
             let ready = *self.ready_at.get_or_insert(now);
-            let due = self.due(ready);
+            let due = self.due(head, ready);
             if now >= due {
-                self.queue.pop_front();
                 self.ready_at = None;
-                self.flip(head, due);
+                let shown = self.newest_ready();
+                self.flip(shown, due);
             } else {
                 self.sleep(None, Some(due - now));
             }
@@ -201,7 +217,7 @@ impl Consumer {
         }
         while let Some(f) = self.queue.pop_front() {
             self.capture_late(f);
-            self.release(f.index);
+            self.discard(f);
         }
         if let Some(i) = self.front.take() {
             self.release(i);
@@ -213,10 +229,10 @@ impl Consumer {
         loop {
             match self.inbox.next() {
                 Ok(Some(f)) => {
-                    if self.mode == vk::PresentModeKHR::MAILBOX {
+                    if f.mode == vk::PresentModeKHR::MAILBOX {
                         // Whatever still waits is replaced, unshown.
                         while let Some(old) = self.queue.pop_front() {
-                            self.release(old.index);
+                            self.discard(old);
                             stats::count(Counter::FramesReplaced);
                         }
                         self.ready_at = None;
@@ -229,15 +245,43 @@ impl Consumer {
         }
     }
 
-    /// When the head frame, ready since `ready`, may be flipped.
-    fn due(&self, ready: Instant) -> Instant {
+    fn rendered(&self, f: Frame) -> bool {
+        bridge::render_done(&self.images[f.index as usize].buffer.dma_buf).unwrap_or(true)
+    }
+
+    /// Takes the frame to show at a flip off the queue: its head, or for
+    /// FIFO latest-ready the newest of the frames behind it that are ready
+    /// too (those in between are discarded).
+    fn newest_ready(&mut self) -> Frame {
+        let mut shown = self.queue.pop_front().expect("a head frame");
+        while shown.mode == newer::PRESENT_MODE_FIFO_LATEST_READY {
+            let Some(&next) = self.queue.front() else {
+                break;
+            };
+            let wanted_now = next.not_before_ns.is_none_or(|t| t <= monotonic_now_ns());
+            if next.mode != shown.mode || !wanted_now || !self.rendered(next) {
+                break;
+            }
+            self.queue.pop_front();
+            self.discard(shown);
+            stats::count(Counter::FramesReplaced);
+            shown = next;
+        }
+        shown
+    }
+
+    /// When frame `f` at the head, ready since `ready`, may be flipped.
+    fn due(&self, f: Frame, ready: Instant) -> Instant {
+        let ready = f.not_before_ns.map_or(ready, |t| ready.max(instant_of(t)));
         let Some(last) = self.last_flip else {
             return ready;
         };
         let tick = last + self.period;
-        match self.mode {
+        match f.mode {
             // The first refresh tick once it is ready, one per frame at most.
-            vk::PresentModeKHR::FIFO => tick.max(self.next_tick(ready, last)),
+            vk::PresentModeKHR::FIFO | newer::PRESENT_MODE_FIFO_LATEST_READY => {
+                tick.max(self.next_tick(ready, last))
+            }
             // A frame that missed its tick goes up at once (and may tear).
             vk::PresentModeKHR::FIFO_RELAXED if ready > tick => ready,
             vk::PresentModeKHR::FIFO_RELAXED => tick,
@@ -266,7 +310,20 @@ impl Consumer {
             self.release(old);
         }
         self.last_flip = Some(at);
+        self.returns.shown(
+            f.seq,
+            Shown::At {
+                time_ns: monotonic_ns_of(at),
+                refresh_ns: u64::try_from(self.period.as_nanos()).ok(),
+            },
+        );
         stats::count(Counter::FramesDisplayed);
+    }
+
+    /// Gives back a frame that was never shown.
+    fn discard(&self, f: Frame) {
+        self.release(f.index);
+        self.returns.shown(f.seq, Shown::Discarded);
     }
 
     /// Captures a frame the screen never showed, once its render is done.
@@ -351,6 +408,24 @@ impl Allocator for HeapAllocator {
             size,
         })
     }
+}
+
+/// The `Instant` of `CLOCK_MONOTONIC` time `ns`.
+fn instant_of(ns: u64) -> Instant {
+    let (now, mono) = (Instant::now(), monotonic_now_ns());
+    if ns >= mono {
+        now + Duration::from_nanos(ns - mono)
+    } else {
+        // Before this process's first `Instant`: as long ago as that.
+        now.checked_sub(Duration::from_nanos(mono - ns))
+            .unwrap_or(now)
+    }
+}
+
+/// The `CLOCK_MONOTONIC` time of `at`, an `Instant` not in the future.
+fn monotonic_ns_of(at: Instant) -> u64 {
+    let ago = u64::try_from(at.elapsed().as_nanos()).unwrap_or(u64::MAX);
+    monotonic_now_ns().saturating_sub(ago)
 }
 
 /// A headless surface for `vkCreateHeadlessSurfaceEXT`.

@@ -81,6 +81,16 @@ union DeviceUnion {
     set_device_loader_data: Option<SetDeviceLoaderData>,
 }
 
+/// The size of `VkLayerDeviceCreateInfo`, for a layer that passes a copy
+/// of it on (in a device create info's chain edited down): its union is
+/// one pointer whatever it holds. `VkLayerInstanceCreateInfo`'s union has
+/// a larger variant this layer does not define, so its size is not known
+/// here.
+pub fn chained_size(s_type: vk::StructureType) -> Option<usize> {
+    (s_type == vk::StructureType::LOADER_DEVICE_CREATE_INFO)
+        .then(std::mem::size_of::<LoaderCreateInfo<DeviceUnion>>)
+}
+
 /// Finds the loader node of `s_type` and `function` in a `pNext` chain.
 ///
 /// # Safety

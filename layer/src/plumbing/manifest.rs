@@ -28,31 +28,103 @@ pub struct Extension {
     pub entrypoints: &'static [&'static str],
 }
 
-/// Surface extensions the layer implements. The loader creates surfaces
+/// Instance extensions the layer implements. The loader creates surfaces
 /// itself and only forwards the call; listing VK_EXT_headless_surface makes
 /// headless swapchains available through the layer on drivers that lack
-/// them. Where the driver has it too, the loader lists it once.
-pub const INSTANCE_EXTENSIONS: &[Extension] = &[Extension {
-    name: "VK_EXT_headless_surface",
-    spec_version: 1,
-    entrypoints: &[],
-}];
-/// Device extensions the layer implements: swapchains, for the surfaces it
-/// owns (the others go to the driver's).
-pub const DEVICE_EXTENSIONS: &[Extension] = &[Extension {
-    name: "VK_KHR_swapchain",
-    spec_version: 70,
-    entrypoints: &[
-        "vkCreateSwapchainKHR",
-        "vkDestroySwapchainKHR",
-        "vkGetSwapchainImagesKHR",
-        "vkAcquireNextImageKHR",
-        "vkQueuePresentKHR",
-        "vkAcquireNextImage2KHR",
-        "vkGetDeviceGroupSurfacePresentModesKHR",
-        "vkGetPhysicalDevicePresentRectanglesKHR",
-    ],
-}];
+/// them. VK_EXT_surface_maintenance1 is answered by the layer for the
+/// surfaces it owns; where the driver has it too, the loader lists it once.
+/// VK_KHR_surface_maintenance1 is not listed: loaders before Vulkan 1.4.321
+/// (Debian's 1.3.239 and 1.4.309 among them) fail `vkCreateInstance` for an
+/// instance extension they do not know, and vulkaninfo enables every one.
+pub const INSTANCE_EXTENSIONS: &[Extension] = &[
+    Extension {
+        name: "VK_EXT_headless_surface",
+        spec_version: 1,
+        entrypoints: &[],
+    },
+    Extension {
+        name: "VK_EXT_surface_maintenance1",
+        spec_version: 1,
+        entrypoints: &[],
+    },
+];
+
+/// Device extensions the layer implements for the swapchains it owns (the
+/// others go to the driver's), in the order `vulkan::provided` lists them.
+pub const DEVICE_EXTENSIONS: &[Extension] = &[
+    Extension {
+        name: "VK_KHR_swapchain",
+        spec_version: 70,
+        entrypoints: &[
+            "vkCreateSwapchainKHR",
+            "vkDestroySwapchainKHR",
+            "vkGetSwapchainImagesKHR",
+            "vkAcquireNextImageKHR",
+            "vkQueuePresentKHR",
+            "vkAcquireNextImage2KHR",
+            "vkGetDeviceGroupSurfacePresentModesKHR",
+            "vkGetPhysicalDevicePresentRectanglesKHR",
+        ],
+    },
+    Extension {
+        name: "VK_KHR_present_id",
+        spec_version: 1,
+        entrypoints: &[],
+    },
+    Extension {
+        name: "VK_KHR_present_wait",
+        spec_version: 1,
+        entrypoints: &["vkWaitForPresentKHR"],
+    },
+    Extension {
+        name: "VK_KHR_present_id2",
+        spec_version: 1,
+        entrypoints: &[],
+    },
+    Extension {
+        name: "VK_KHR_present_wait2",
+        spec_version: 1,
+        entrypoints: &["vkWaitForPresent2KHR"],
+    },
+    Extension {
+        name: "VK_EXT_swapchain_maintenance1",
+        spec_version: 1,
+        entrypoints: &["vkReleaseSwapchainImagesEXT"],
+    },
+    Extension {
+        name: "VK_KHR_swapchain_maintenance1",
+        spec_version: 1,
+        entrypoints: &["vkReleaseSwapchainImagesKHR"],
+    },
+    Extension {
+        name: "VK_EXT_present_mode_fifo_latest_ready",
+        spec_version: 1,
+        entrypoints: &[],
+    },
+    Extension {
+        name: "VK_KHR_present_mode_fifo_latest_ready",
+        spec_version: 1,
+        entrypoints: &[],
+    },
+    Extension {
+        name: "VK_KHR_incremental_present",
+        spec_version: 2,
+        entrypoints: &[],
+    },
+    Extension {
+        name: "VK_GOOGLE_display_timing",
+        spec_version: 1,
+        entrypoints: &[
+            "vkGetRefreshCycleDurationGOOGLE",
+            "vkGetPastPresentationTimingGOOGLE",
+        ],
+    },
+    Extension {
+        name: "VK_EXT_hdr_metadata",
+        spec_version: 2,
+        entrypoints: &["vkSetHdrMetadataEXT"],
+    },
+];
 
 /// Device extensions the layer refuses on the physical devices whose
 /// swapchains it serves, each with the reason. Every one brings commands or
@@ -64,14 +136,6 @@ pub const DEVICE_EXTENSIONS: &[Extension] = &[Extension {
 /// enables one anyway gets its device passed through, and the driver's
 /// answers to the surface queries of that physical device from then on.
 pub const REFUSED_DEVICE_EXTENSIONS: &[(&str, &str)] = &[
-    ("VK_EXT_swapchain_maintenance1", "present fences, present-mode switching and image release are not implemented yet"),
-    ("VK_KHR_swapchain_maintenance1", "present fences, present-mode switching and image release are not implemented yet"),
-    ("VK_KHR_present_id", "present ids are not implemented yet"),
-    ("VK_KHR_present_id2", "present ids are not implemented yet"),
-    ("VK_KHR_present_wait", "waits for presentation are not implemented yet"),
-    ("VK_KHR_present_wait2", "waits for presentation are not implemented yet"),
-    ("VK_GOOGLE_display_timing", "presentation timing is not implemented yet"),
-    ("VK_EXT_hdr_metadata", "HDR metadata is not implemented yet"),
     ("VK_EXT_display_control", "swapchain counters belong to displays the driver drives"),
     ("VK_KHR_display_swapchain", "shared swapchains on the driver's displays are the driver's"),
     ("VK_KHR_shared_presentable_image", "a shared image is read by the consumer while the application writes it: no fence can order that"),

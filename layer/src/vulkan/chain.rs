@@ -7,6 +7,7 @@ use std::ffi::c_void;
 use ash::vk;
 
 use super::registry;
+use crate::plumbing::loader;
 
 /// The first structure of type `T` in the input chain at `p_next`.
 ///
@@ -78,7 +79,9 @@ impl Edited {
             if leave_out.contains(&ty) {
                 continue;
             }
-            let size = registry::chained_size(ty).ok_or(UnknownStructure(ty))?;
+            let size = registry::chained_size(ty)
+                .or_else(|| loader::chained_size(ty))
+                .ok_or(UnknownStructure(ty))?;
             let mut copy = vec![0u64; size.div_ceil(8)].into_boxed_slice();
             // SAFETY: the node is a structure of `size` bytes (its sType
             // says so), the copy has room for them, and the two do not

@@ -8,8 +8,9 @@ use std::sync::Arc;
 use ash::vk;
 
 use super::caps::{PhysicalDeviceFns, SwapchainCaps};
-use super::extensions::{self, SWAPCHAIN};
+use super::extensions;
 use super::instance::{self, CreateError, InstanceState};
+use super::provided;
 use super::queues::Queues;
 use super::support::Support;
 use super::Next;
@@ -47,9 +48,9 @@ pub struct Owned {
     pub set_loader_data: SetDeviceLoaderData,
     /// The settings of the device's instance.
     pub settings: Settings,
-    /// Whether the driver has VK_KHR_swapchain for the swapchains the layer
-    /// passes to it.
-    pub driver_swapchain: bool,
+    /// The extensions the layer implements that the driver has too (for
+    /// the swapchains the layer passes to it, VK_KHR_swapchain).
+    pub driver_has: Vec<&'static CStr>,
 }
 
 /// The extension commands the layer calls on the devices it owns.
@@ -93,6 +94,9 @@ pub struct DeviceState {
     /// layer's.
     pub debug_utils: ash::ext::debug_utils::DeviceFn,
     pub debug_marker: ash::ext::debug_marker::DeviceFn,
+    /// The next entity's commands of the extensions the layer provides,
+    /// for the driver's swapchains.
+    pub provided: provided::DriverFns,
     /// The next entity's extension names of core commands the layer
     /// intercepts (their signatures are the core ones').
     pub aliases: AliasFns,
@@ -162,7 +166,7 @@ enum Plan {
     Own {
         added: Vec<&'static CStr>,
         caps: Arc<SwapchainCaps>,
-        driver_swapchain: bool,
+        driver_has: Vec<&'static CStr>,
         queue_family_foreign: bool,
         set_loader_data: SetDeviceLoaderData,
     },
@@ -205,7 +209,7 @@ fn plan(
         Support::Ready {
             enable,
             caps,
-            driver_swapchain,
+            driver_has,
             queue_family_foreign,
         } => Plan::Own {
             added: enable
@@ -213,7 +217,7 @@ fn plan(
                 .filter(|n| !app_extensions.contains(n))
                 .collect(),
             caps,
-            driver_swapchain,
+            driver_has,
             queue_family_foreign,
             set_loader_data,
         },
@@ -260,18 +264,28 @@ pub unsafe fn create(
     .unwrap_or(Plan::PassThrough);
 
     // The application's structures stay untouched: the layer passes a copy
-    // with its own extension list. VK_KHR_swapchain, which the layer's
-    // manifest offers, reaches the driver only if it has it.
-    let drop_swapchain = matches!(
-        plan,
-        Plan::Own {
-            driver_swapchain: false,
-            ..
+    // with its own extension list. The extensions the layer implements
+    // (VK_KHR_swapchain among them) reach the driver only if it has them,
+    // their feature structures likewise.
+    let for_driver = match &plan {
+        // SAFETY: the application's valid chain, alive for the call.
+        Plan::Own { driver_has, .. } => {
+            match unsafe { provided::for_driver(&app_extensions, driver_has, info.p_next) } {
+                Ok(f) => Some(f),
+                Err(e) => {
+                    tracing::warn!(
+                        "vkCreateDevice: {e}; the driver gets the application's chain whole"
+                    );
+                    None
+                }
+            }
         }
-    );
+        Plan::PassThrough => None,
+    };
+    let withheld = for_driver.as_ref().map_or(&[][..], |f| &f.withheld[..]);
     let mut names: Vec<_> = app_extensions
         .iter()
-        .filter(|&&n| !(drop_swapchain && n == SWAPCHAIN))
+        .filter(|n| !withheld.contains(n))
         .map(|n| n.as_ptr())
         .collect();
     if let Plan::Own { added, .. } = &plan {
@@ -280,6 +294,9 @@ pub unsafe fn create(
     let mut modified = *info;
     modified.enabled_extension_count = names.len() as u32;
     modified.pp_enabled_extension_names = names.as_ptr();
+    if let Some(f) = &for_driver {
+        modified.p_next = f.chain.head();
+    }
 
     let reservation = DEVICES.reserve()?;
     // SAFETY: the caller's pointers, with the chain advanced for the next entity.
@@ -311,7 +328,7 @@ pub unsafe fn create(
         Plan::Own {
             added,
             caps,
-            driver_swapchain,
+            driver_has,
             queue_family_foreign,
             set_loader_data,
         } => match (ExtFns::load(&next), instance.pd_fns) {
@@ -330,7 +347,7 @@ pub unsafe fn create(
                 },
                 set_loader_data,
                 settings: instance.settings.clone(),
-                driver_swapchain,
+                driver_has,
             })),
             _ => {
                 tracing::warn!("the driver gives no command for an extension it enabled; passing the device through");
@@ -355,6 +372,7 @@ pub unsafe fn create(
         debug_utils: ash::ext::debug_utils::DeviceFn::load(|n| next.ptr(n)),
         debug_marker: ash::ext::debug_marker::DeviceFn::load(|n| next.ptr(n)),
         aliases: AliasFns::load(&next),
+        provided: provided::DriverFns::load(&next),
         ownership,
         // SAFETY: the create info is valid.
         queues: unsafe { Queues::new(info) },

@@ -126,8 +126,6 @@ pub const INSTANCE_FOR_1_0: [&CStr; 4] = [
     c"VK_KHR_external_fence_capabilities",
 ];
 
-pub const SWAPCHAIN: &CStr = c"VK_KHR_swapchain";
-
 /// Whether the layer refuses `name` (see [`REFUSED_DEVICE_EXTENSIONS`]),
 /// and why.
 pub fn refused(name: &CStr) -> Option<&'static str> {
@@ -189,7 +187,7 @@ mod tests {
             let earlier = &REFUSED_DEVICE_EXTENSIONS[..i];
             assert!(earlier.iter().all(|(n, _)| n != name), "{name} twice");
         }
-        assert_eq!(refused(SWAPCHAIN), None);
+        assert_eq!(refused(ash::khr::swapchain::NAME), None);
     }
 
     #[test]

@@ -37,6 +37,9 @@ pub struct InstanceState {
     /// VK_KHR_swapchain's instance command (present rectangles).
     pub swapchain_instance: ash::khr::swapchain::InstanceFn,
     pub headless: ash::ext::headless_surface::InstanceFn,
+    /// The KHR names of the 1.1 physical-device queries the layer answers
+    /// in part.
+    pub properties2: ash::khr::get_physical_device_properties2::InstanceFn,
     pub wayland: ash::khr::wayland_surface::InstanceFn,
     pub debug_report: ash::ext::debug_report::InstanceFn,
     pub debug_utils: ash::ext::debug_utils::InstanceFn,
@@ -242,6 +245,7 @@ pub unsafe fn create(
         surface_counter: ash::ext::display_surface_counter::InstanceFn::load(|n| next.ptr(n)),
         swapchain_instance: ash::khr::swapchain::InstanceFn::load(|n| next.ptr(n)),
         headless: ash::ext::headless_surface::InstanceFn::load(|n| next.ptr(n)),
+        properties2: ash::khr::get_physical_device_properties2::InstanceFn::load(|n| next.ptr(n)),
         wayland: ash::khr::wayland_surface::InstanceFn::load(|n| next.ptr(n)),
         debug_report: ash::ext::debug_report::InstanceFn::load(|n| next.ptr(n)),
         debug_utils: ash::ext::debug_utils::InstanceFn::load(|n| next.ptr(n)),

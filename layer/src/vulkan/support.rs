@@ -8,7 +8,8 @@ use std::sync::Arc;
 use ash::vk;
 
 use super::caps::{self, PhysicalDeviceFns, SwapchainCaps};
-use super::extensions::{lists, DEVICE, INSTANCE_FOR_1_0, SWAPCHAIN};
+use super::extensions::{lists, DEVICE, INSTANCE_FOR_1_0};
+use super::provided;
 
 /// What probing a physical device needs of its instance.
 pub struct Instance<'a> {
@@ -29,8 +30,9 @@ pub enum Support {
     Ready {
         enable: Vec<&'static std::ffi::CStr>,
         caps: Arc<SwapchainCaps>,
-        /// Whether the driver has VK_KHR_swapchain itself.
-        driver_swapchain: bool,
+        /// The extensions the layer implements that the driver lists
+        /// itself (VK_KHR_swapchain, for one).
+        driver_has: Vec<&'static std::ffi::CStr>,
         /// Whether the driver has VK_EXT_queue_family_foreign, which names
         /// the consumer of a dma-buf in ownership transfers.
         queue_family_foreign: bool,
@@ -86,7 +88,7 @@ impl Support {
             Ok(caps) => Support::Ready {
                 enable,
                 caps: Arc::new(caps),
-                driver_swapchain: lists(&listed, SWAPCHAIN),
+                driver_has: provided::driver_lists(&listed),
                 queue_family_foreign,
             },
             Err(why) => Support::Missing(why),

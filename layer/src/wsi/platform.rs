@@ -104,12 +104,40 @@ pub struct ConsumerImage {
     pub extent: vk::Extent2D,
 }
 
-/// One presented image: its index, and the frame's number (presents since
-/// the process started, from 0), which names captured frames.
+/// One presented image: its index, the frame's number (presents since the
+/// process started, from 0, which names captured frames and reports what
+/// became of it), and how to show it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Frame {
     pub index: u32,
     pub seq: u64,
+    /// This present's mode: one of the modes the swapchain was made for
+    /// (`VK_EXT_swapchain_maintenance1` switches among them per present).
+    pub mode: vk::PresentModeKHR,
+    /// Not to be shown before this `CLOCK_MONOTONIC` time, in ns
+    /// (`VK_GOOGLE_display_timing`'s `desiredPresentTime`).
+    pub not_before_ns: Option<u64>,
+}
+
+/// `CLOCK_MONOTONIC` now, in ns: the clock of [`Frame::not_before_ns`]
+/// and [`Shown::At`], as Vulkan's present timing uses it.
+pub fn monotonic_now_ns() -> u64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+    t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
+}
+
+/// What became of a frame its consumer was given.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Shown {
+    /// On screen from `time_ns` (`CLOCK_MONOTONIC`), on a display that
+    /// refreshes every `refresh_ns` if the consumer knows.
+    At {
+        time_ns: u64,
+        refresh_ns: Option<u64>,
+    },
+    /// Never shown: replaced by a newer frame first, or dropped as the
+    /// consumer stopped.
+    Discarded,
 }
 
 /// What a presenter is made for.
@@ -135,6 +163,11 @@ pub trait Returns: Send + Sync {
 
     /// What was last reported (`SUCCESS` at first).
     fn status(&self) -> vk::Result;
+
+    /// Reports frame `seq` shown or discarded. Every frame the presenter
+    /// was given is reported once, in order; a report also settles every
+    /// older frame not reported.
+    fn shown(&self, seq: u64, shown: Shown);
 }
 
 /// One swapchain's connection to its window system.
@@ -142,10 +175,29 @@ pub trait Presenter: Send + Sync {
     /// Hands `frame` over, on the application's thread inside
     /// `vkQueuePresentKHR`. Its dma-buf carries the render's write fence,
     /// and `render` is that fence as a sync_file (`None` when the render is
-    /// known to be complete). Returns the result for the present, such as
-    /// `SUCCESS`, `SUBOPTIMAL_KHR` or `ERROR_OUT_OF_DATE_KHR`; on an error
-    /// the image is not the consumer's, and the caller releases it.
-    fn present(&self, frame: Frame, render: Option<&SyncFile>) -> vk::Result;
+    /// known to be complete). `damage` is what changed since the image was
+    /// last presented (`VK_KHR_incremental_present`; `None`: everything).
+    /// Returns the result for the present, such as `SUCCESS`,
+    /// `SUBOPTIMAL_KHR` or `ERROR_OUT_OF_DATE_KHR`; on an error the image
+    /// is not the consumer's, and the caller releases it.
+    fn present(
+        &self,
+        frame: Frame,
+        render: Option<&SyncFile>,
+        damage: Option<&[vk::RectLayerKHR]>,
+    ) -> vk::Result;
+
+    /// The application's HDR metadata for the images from the next present
+    /// on (`vkSetHdrMetadataEXT`). No platform the layer has carries it to
+    /// its consumer yet, so by default it is dropped, as Mesa's WSI does on
+    /// such platforms.
+    fn hdr_metadata(&self, _metadata: &vk::HdrMetadataEXT<'_>) {}
+
+    /// The consumer's refresh period in ns, where it is known before any
+    /// frame was shown.
+    fn refresh_ns(&self) -> Option<u64> {
+        None
+    }
 
     /// Whether its presents make requests on objects the application owns
     /// (its `wl_surface`, its X window), which only the application's

@@ -32,6 +32,7 @@ pub fn run(scenario: &str) -> Result<Value> {
         "instance_with_live_surface" => crate::lifetimes::instance_with_live_surface(),
         "fork" => crate::lifetimes::fork(),
         "unfinished" => crate::lifetimes::unfinished(),
+        "modern" => crate::modern::modern(),
         other => Err(format!("unknown scenario {other}").into()),
     }
 }

@@ -40,6 +40,11 @@ pub struct Options<'a> {
     pub device_extensions: &'a [&'a std::ffi::CStr],
     /// Enables VK_EXT_private_data's feature (the extension must be listed).
     pub private_data: bool,
+    /// Features chained to the device create info (the application's
+    /// structures, linked in the order given).
+    pub features: Vec<*mut vk::BaseOutStructure<'static>>,
+    /// Instance extensions beyond the surface ones.
+    pub instance_extensions: &'a [&'a std::ffi::CStr],
 }
 
 impl Vk {
@@ -57,6 +62,7 @@ impl Vk {
         // SAFETY: loading the system's Vulkan loader, as any application does.
         let entry = unsafe { ash::Entry::load()? };
         let mut exts = vec![ash::khr::surface::NAME, ash::ext::headless_surface::NAME];
+        exts.extend(options.instance_extensions);
         if messenger {
             exts.push(ash::ext::debug_utils::NAME);
         }
@@ -91,6 +97,11 @@ impl Vk {
             if options.private_data {
                 device_info = device_info.push_next(&mut private_data);
             }
+            // The caller's features, linked in front of the rest.
+            for &f in options.features.iter().rev() {
+                (*f).p_next = device_info.p_next as *mut _;
+                device_info.p_next = f as *const std::ffi::c_void;
+            }
             let device = instance.create_device(pd, &device_info, None)?;
             let queue = device.get_device_queue(family, 0);
             let pool = device.create_command_pool(
@@ -113,6 +124,10 @@ impl Vk {
                 _entry: entry,
             })
         }
+    }
+
+    pub fn entry(&self) -> &ash::Entry {
+        &self._entry
     }
 
     pub fn present_modes(&self) -> Result<Vec<vk::PresentModeKHR>> {
@@ -319,6 +334,7 @@ pub fn mode_name(m: vk::PresentModeKHR) -> &'static str {
         vk::PresentModeKHR::MAILBOX => "mailbox",
         vk::PresentModeKHR::FIFO => "fifo",
         vk::PresentModeKHR::FIFO_RELAXED => "fiforelaxed",
+        FIFO_LATEST_READY => "fifolatestready",
         _ => "other",
     }
 }
@@ -333,12 +349,41 @@ pub fn parse_mode(name: &str) -> Result<vk::PresentModeKHR> {
     })
 }
 
+/// `VK_PRESENT_MODE_FIFO_LATEST_READY_EXT` (vk.xml; newer than ash).
+pub const FIFO_LATEST_READY: vk::PresentModeKHR = vk::PresentModeKHR::from_raw(1_000_361_000);
+
 pub const ALL_MODES: [vk::PresentModeKHR; 4] = [
     vk::PresentModeKHR::IMMEDIATE,
     vk::PresentModeKHR::MAILBOX,
     vk::PresentModeKHR::FIFO,
     vk::PresentModeKHR::FIFO_RELAXED,
 ];
+
+/// `VK_STRUCTURE_TYPE_PRESENT_ID_2_KHR` (vk.xml; newer than ash).
+pub const PRESENT_ID_2: vk::StructureType = vk::StructureType::from_raw(1_000_479_001);
+
+/// What a swapchain may switch among, and its creation flags.
+#[derive(Default)]
+pub struct Switch<'a> {
+    pub modes: &'a [vk::PresentModeKHR],
+    pub flags: vk::SwapchainCreateFlagsKHR,
+}
+
+/// Structures chained to one present, each for its one swapchain.
+#[derive(Default, Clone, Copy)]
+pub struct Extras {
+    /// `VkPresentIdKHR` (or `VkPresentId2KHR` with `id2`).
+    pub id: Option<u64>,
+    pub id2: bool,
+    /// `VkSwapchainPresentFenceInfoEXT`.
+    pub fence: Option<vk::Fence>,
+    /// `VkSwapchainPresentModeInfoEXT`.
+    pub mode: Option<vk::PresentModeKHR>,
+    /// `VkPresentTimesInfoGOOGLE`.
+    pub time: Option<vk::PresentTimeGOOGLE>,
+    /// `VkPresentRegionsKHR`, one rectangle.
+    pub damage: Option<vk::RectLayerKHR>,
+}
 
 /// A swapchain with what it takes to render and present frames to it.
 pub struct Chain<'a> {
@@ -377,6 +422,20 @@ impl<'a> Chain<'a> {
         size: u32,
         min_images: u32,
         old: vk::SwapchainKHR,
+    ) -> Result<Self> {
+        Self::create(vk, mode, size, min_images, old, &Switch::default())
+    }
+
+    /// As [`Chain::new`], able to switch among `switch.modes`
+    /// (`VkSwapchainPresentModesCreateInfoEXT`) and made with
+    /// `switch.flags`.
+    pub fn create(
+        vk: &'a Vk,
+        mode: vk::PresentModeKHR,
+        size: u32,
+        min_images: u32,
+        old: vk::SwapchainKHR,
+        switch: &Switch<'_>,
     ) -> Result<Self> {
         let caps = vk.capabilities()?;
         if !vk.present_modes()?.contains(&mode) {
@@ -419,23 +478,27 @@ impl<'a> Chain<'a> {
                 | vk::ImageUsageFlags::TRANSFER_DST
                 | vk::ImageUsageFlags::TRANSFER_SRC)
                 & caps.supported_usage_flags;
-            let swapchain = vk.swapchain_fn.create_swapchain(
-                &vk::SwapchainCreateInfoKHR::default()
-                    .surface(vk.surface)
-                    .min_image_count(count)
-                    .image_format(format.format)
-                    .image_color_space(format.color_space)
-                    .image_extent(extent)
-                    .image_array_layers(1)
-                    .image_usage(usage)
-                    .image_sharing_mode(vk::SharingMode::EXCLUSIVE)
-                    .pre_transform(caps.current_transform)
-                    .composite_alpha(alpha)
-                    .present_mode(mode)
-                    .clipped(true)
-                    .old_swapchain(old),
-                None,
-            )?;
+            let mut modes =
+                vk::SwapchainPresentModesCreateInfoEXT::default().present_modes(switch.modes);
+            let mut info = vk::SwapchainCreateInfoKHR::default()
+                .flags(switch.flags)
+                .surface(vk.surface)
+                .min_image_count(count)
+                .image_format(format.format)
+                .image_color_space(format.color_space)
+                .image_extent(extent)
+                .image_array_layers(1)
+                .image_usage(usage)
+                .image_sharing_mode(vk::SharingMode::EXCLUSIVE)
+                .pre_transform(caps.current_transform)
+                .composite_alpha(alpha)
+                .present_mode(mode)
+                .clipped(true)
+                .old_swapchain(old);
+            if !switch.modes.is_empty() {
+                info = info.push_next(&mut modes);
+            }
+            let swapchain = vk.swapchain_fn.create_swapchain(&info, None)?;
             let images = vk.swapchain_fn.get_swapchain_images(swapchain)?;
             let mut chain = Chain {
                 vk,
@@ -492,12 +555,55 @@ impl<'a> Chain<'a> {
         index: u32,
         wait: &[vk::Semaphore],
     ) -> std::result::Result<(), vk::Result> {
+        self.present_with(index, wait, &Extras::default())
+    }
+
+    /// Presents `index` after `wait`, with `extras` chained.
+    pub fn present_with(
+        &self,
+        index: u32,
+        wait: &[vk::Semaphore],
+        extras: &Extras,
+    ) -> std::result::Result<(), vk::Result> {
         let swapchains = [self.swapchain];
         let indices = [index];
-        let info = vk::PresentInfoKHR::default()
+        let ids = [extras.id.unwrap_or(0)];
+        let fences = [extras.fence.unwrap_or_default()];
+        let modes = [extras.mode.unwrap_or_default()];
+        let times = [extras.time.unwrap_or_default()];
+        let rects = extras.damage.map(|r| [r]);
+        let regions = [match &rects {
+            Some(r) => vk::PresentRegionKHR::default().rectangles(r),
+            None => vk::PresentRegionKHR::default(),
+        }];
+        let mut id_info = vk::PresentIdKHR::default().present_ids(&ids);
+        let mut fence_info = vk::SwapchainPresentFenceInfoEXT::default().fences(&fences);
+        let mut mode_info = vk::SwapchainPresentModeInfoEXT::default().present_modes(&modes);
+        let mut time_info = vk::PresentTimesInfoGOOGLE::default().times(&times);
+        let mut region_info = vk::PresentRegionsKHR::default().regions(&regions);
+        let mut info = vk::PresentInfoKHR::default()
             .wait_semaphores(wait)
             .swapchains(&swapchains)
             .image_indices(&indices);
+        if extras.id2 {
+            // VkPresentId2KHR: VkPresentIdKHR's layout, its own sType.
+            id_info.s_type = PRESENT_ID_2;
+        }
+        if extras.id.is_some() {
+            info = info.push_next(&mut id_info);
+        }
+        if extras.fence.is_some() {
+            info = info.push_next(&mut fence_info);
+        }
+        if extras.mode.is_some() {
+            info = info.push_next(&mut mode_info);
+        }
+        if extras.time.is_some() {
+            info = info.push_next(&mut time_info);
+        }
+        if extras.damage.is_some() {
+            info = info.push_next(&mut region_info);
+        }
         // SAFETY: an image this application acquired, whose rendering
         // signals (or signalled) `wait`.
         unsafe { self.vk.swapchain_fn.queue_present(self.vk.queue, &info) }.map(|_| ())
@@ -528,6 +634,13 @@ impl<'a> Chain<'a> {
     /// One whole frame, as a correct application renders it; returns the
     /// image index.
     pub fn frame(&mut self) -> Result<u32> {
+        self.frame_with(&Extras::default()).map(|(i, _)| i)
+    }
+
+    /// [`Chain::frame`] with `extras` chained to its present; returns the
+    /// image index and the fence its render signals (valid until the frame
+    /// after next).
+    pub fn frame_with(&mut self, extras: &Extras) -> Result<(u32, vk::Fence)> {
         let slot = self.frame % SLOTS;
         self.frame += 1;
         let fence = self.fences[slot];
@@ -540,9 +653,9 @@ impl<'a> Chain<'a> {
             .acquire(u64::MAX, self.acquired[slot], vk::Fence::null())
             .map_err(|e| format!("vkAcquireNextImageKHR: {e:?}"))?;
         self.submit_clear(index, self.acquired[slot], fence)?;
-        self.present(index, &[self.rendered[index as usize]])
+        self.present_with(index, &[self.rendered[index as usize]], extras)
             .map_err(|e| format!("vkQueuePresentKHR: {e:?}"))?;
-        Ok(index)
+        Ok((index, fence))
     }
 
     pub fn wait_idle(&self) -> Result<()> {

@@ -2,7 +2,9 @@
 //! in each present mode, frame capture (vkmark's cube against the `cpu`
 //! mode; every presented frame, with its contents), acquire waiting for the
 //! consumer, one write-import per present, validation above and below the
-//! layer, acquire timeouts, and leaks over many swapchains and presents.
+//! layer, acquire timeouts, leaks over many swapchains and presents, and
+//! the modern swapchain extensions (present ids and waits, swapchain
+//! maintenance, display timing).
 //!
 //! Each test decides when it runs whether this machine has what it needs
 //! (lavapipe with dma-buf export and SYNC_FD, which needs udmabuf; vkmark;
@@ -22,6 +24,8 @@ mod fds;
 mod held;
 mod lifetimes;
 mod messenger;
+mod modern;
+mod modern_tests;
 mod objects;
 mod record;
 mod support;
@@ -97,6 +101,18 @@ const TESTS: &[(&str, Test<Machine>)] = &[
         core::instance_destroyed_with_a_live_surface,
     ),
     ("lifetimes::fork_without_exec", core::fork_without_exec),
+    (
+        "modern::with_validation_below",
+        modern_tests::with_validation_below,
+    ),
+    (
+        "modern::with_validation_above",
+        modern_tests::with_validation_above,
+    ),
+    (
+        "modern::present_id2_and_wait2",
+        modern_tests::present_id2_and_wait2,
+    ),
     (
         "lifetimes::destroy_while_a_render_never_finishes",
         core::destroy_while_a_render_never_finishes,

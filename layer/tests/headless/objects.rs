@@ -35,6 +35,7 @@ pub fn objects() -> Result<Value> {
         messenger: true,
         device_extensions: &[ash::ext::private_data::NAME],
         private_data: true,
+        ..Options::default()
     })?;
     let features2_missing = vk.modifier_features2_missing(vk::Format::B8G8R8A8_UNORM);
     let mut chain = Chain::new(&vk, vk.fast_mode()?, SIZE, 0, vk::SwapchainKHR::null())?;

@@ -58,15 +58,15 @@ fn without_manifest_additions(text: &str) -> String {
         .chain(REFUSED_DEVICE_EXTENSIONS.iter().map(|(n, _)| *n))
         .collect();
     let counts_differ = !added.is_empty();
-    let mut in_refused_block = false;
+    let mut in_manifest_block = false;
     text.lines()
         .filter(|l| {
-            if in_refused_block {
-                in_refused_block = !l.trim().is_empty();
+            if in_manifest_block {
+                in_manifest_block = !l.trim().is_empty();
                 return false;
             }
-            in_refused_block = refused_block_header(l);
-            !in_refused_block
+            in_manifest_block = manifest_block_header(l);
+            !in_manifest_block
         })
         .filter(|l| !added.iter().any(|a| l.contains(a)))
         // VK_EXT_memory_budget's figures change from one run to the next.
@@ -81,11 +81,10 @@ fn without_manifest_additions(text: &str) -> String {
 }
 
 /// Whether `line` starts vulkaninfo's block for the features or properties
-/// structure of an extension the layer refuses (such as
-/// `VkPhysicalDeviceSwapchainMaintenance1FeaturesEXT:` for
-/// VK_EXT_swapchain_maintenance1), which it prints only for the extensions
-/// a device lists.
-fn refused_block_header(line: &str) -> bool {
+/// structure of an extension the layer refuses or provides (such as
+/// `VkPhysicalDevicePresentIdFeaturesKHR:` for VK_KHR_present_id), which
+/// it prints only for the extensions a device lists.
+fn manifest_block_header(line: &str) -> bool {
     let Some(name) = line
         .trim()
         .strip_prefix("VkPhysicalDevice")
@@ -94,7 +93,11 @@ fn refused_block_header(line: &str) -> bool {
         return false;
     };
     let name = name.to_ascii_lowercase();
-    REFUSED_DEVICE_EXTENSIONS.iter().any(|(ext, _)| {
+    let names = REFUSED_DEVICE_EXTENSIONS
+        .iter()
+        .map(|(n, _)| *n)
+        .chain(DEVICE_EXTENSIONS.iter().map(|e| e.name));
+    names.into_iter().any(|ext| {
         let stem: String = ext
             .splitn(3, '_')
             .nth(2)

@@ -9,7 +9,9 @@
 
 mod app;
 mod apps;
+mod modern_apps;
 mod protocol;
+mod timing;
 mod toolkit;
 mod vulkan;
 mod wire;
@@ -38,7 +40,7 @@ pub const CHILD_VAR: &str = "SYNCFILE_TEST_CHILD";
 type Scenario = fn() -> common::child::Result<serde_json::Value>;
 
 /// The scenarios a child process of this binary can run, by name.
-const SCENARIOS: &[(&str, Scenario)] = &[("toolkit", toolkit::child)];
+const SCENARIOS: &[(&str, Scenario)] = &[("toolkit", toolkit::child), ("timing", timing::child)];
 
 /// `module::test` entries named as they are written.
 macro_rules! tests {
@@ -65,6 +67,9 @@ const TESTS: &[(&str, Test)] = tests![
     apps::screenshot_shows_the_cube,
     toolkit::commits_from_another_thread_explicit,
     toolkit::commits_from_another_thread_implicit,
+    timing::waits_follow_presentation_feedback,
+    modern_apps::vkcube_incremental_present,
+    modern_apps::mpv_libplacebo,
 ];
 
 fn main() -> ExitCode {

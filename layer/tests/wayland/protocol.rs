@@ -13,7 +13,8 @@ use wayland_client::protocol::wl_buffer::WlBuffer;
 use VkLayer_syncfile_wsi::bridge;
 use VkLayer_syncfile_wsi::wayland::formats::{self, MOD_LINEAR, XRGB8888};
 use VkLayer_syncfile_wsi::wayland::{
-    display_failed, BufferDesc, Client, Events, Offer, Plane, Release, SurfaceLink, WaylandError,
+    display_failed, BufferDesc, Client, Commit, Events, Offer, Plane, Release, SurfaceLink,
+    WaylandError,
 };
 
 use crate::app::App;
@@ -79,6 +80,26 @@ fn connect(app: &App) -> Result<Conn, Failed> {
 fn link(conn: &Conn, app: &App, explicit: bool) -> Result<SurfaceLink, WaylandError> {
     // SAFETY: the application's surface outlives the link in every test.
     unsafe { SurfaceLink::new(&conn.client, app.surface_ptr(), explicit) }
+}
+
+/// Commits `buffer` as image `image` (frame `image` too), asking for a
+/// frame callback, damaging all of it.
+fn commit(
+    link: &SurfaceLink,
+    conn: &Conn,
+    buffer: &WlBuffer,
+    image: u32,
+    acquire: Option<&syncfile::SyncFile>,
+) -> Result<(), WaylandError> {
+    let c = Commit {
+        buffer,
+        image,
+        acquire,
+        seq: image.into(),
+        frame_callback: true,
+        damage: None,
+    };
+    link.commit(&conn.client, &c)
 }
 
 /// Two 64×64 XRGB8888 LINEAR images and their `wl_buffer`s, accepted by the
@@ -197,9 +218,9 @@ pub fn implicit_commit_frame_release() -> Outcome {
     let mut client = connect(&app)?;
     let link = link(&client, &app, false)?;
     let imgs = images(&mut client)?;
-    link.commit(&client.client, &imgs[0].1, 0, None, true)?;
+    commit(&link, &client, &imgs[0].1, 0, None)?;
     wait(&mut client, "frame callback", |c| c.frames_done() >= 1)?;
-    link.commit(&client.client, &imgs[1].1, 1, None, true)?;
+    commit(&link, &client, &imgs[1].1, 1, None)?;
     let mut released = Vec::new();
     wait(&mut client, "release of image 0", |c| {
         released.extend(c.take_released());
@@ -227,7 +248,7 @@ pub fn explicit_commit_and_release() -> Outcome {
     for (i, (dma, buffer)) in imgs.iter().enumerate() {
         // Idle images: the acquire fence is already signalled.
         let acquire = dma.export_sync_file(Access::Write)?;
-        link.commit(&client.client, buffer, i as u32, Some(&acquire), true)?;
+        commit(&link, &client, buffer, i as u32, Some(&acquire))?;
         wait(&mut client, "frame callback", |c| {
             c.frames_done() > i as u64
         })?;
@@ -304,7 +325,7 @@ pub fn protocol_error_is_lost() -> Outcome {
     check(started.elapsed() < TIMEOUT, || {
         "the error took the whole timeout".into()
     })?;
-    let commit = link.commit(&client.client, &buffer, 0, None, true);
+    let commit = commit(&link, &client, &buffer, 0, None);
     check(matches!(commit, Err(WaylandError::Lost(_))), || {
         format!("{commit:?}")
     })?;
@@ -323,7 +344,7 @@ pub fn killed_compositor_is_lost() -> Outcome {
     let mut client = connect(&app)?;
     let link = link(&client, &app, false)?;
     let imgs = images(&mut client)?;
-    link.commit(&client.client, &imgs[0].1, 0, None, true)?;
+    commit(&link, &client, &imgs[0].1, 0, None)?;
     weston.kill()?;
     let started = Instant::now();
     let lost = loop {
@@ -337,7 +358,7 @@ pub fn killed_compositor_is_lost() -> Outcome {
     check(matches!(lost, WaylandError::Lost(_)), || {
         format!("{lost:?}")
     })?;
-    let commit = link.commit(&client.client, &imgs[1].1, 1, None, true);
+    let commit = commit(&link, &client, &imgs[1].1, 1, None);
     check(matches!(commit, Err(WaylandError::Lost(_))), || {
         format!("{commit:?}")
     })?;

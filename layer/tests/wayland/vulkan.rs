@@ -27,6 +27,8 @@ pub struct Vk {
     pd: vk::PhysicalDevice,
     device: ash::Device,
     swapchain_fn: ash::khr::swapchain::Device,
+    /// With the present id and wait extensions enabled.
+    present_wait: Option<ash::khr::present_wait::Device>,
     queue: vk::Queue,
     pool: vk::CommandPool,
     // Last: the loader must outlive everything made through it.
@@ -38,6 +40,16 @@ impl Vk {
     /// `display` and `surface` are a live `wl_display*` and a `wl_surface*`
     /// of it, which outlive the returned value.
     pub unsafe fn new(display: *mut c_void, surface: *mut c_void) -> Result<Self> {
+        // SAFETY: as the caller promises.
+        unsafe { Self::with(display, surface, false) }
+    }
+
+    /// [`Vk::new`], with `VK_KHR_present_id`, `VK_KHR_present_wait` and
+    /// `VK_KHR_incremental_present` enabled if `modern`.
+    ///
+    /// # Safety
+    /// As [`Vk::new`].
+    pub unsafe fn with(display: *mut c_void, surface: *mut c_void, modern: bool) -> Result<Self> {
         // SAFETY: loading the system's Vulkan loader, as any application does.
         let entry = unsafe { ash::Entry::load()? };
         let exts = [ash::khr::surface::NAME, ash::khr::wayland_surface::NAME];
@@ -58,14 +70,23 @@ impl Vk {
             let queues = [vk::DeviceQueueCreateInfo::default()
                 .queue_family_index(family)
                 .queue_priorities(&priorities)];
-            let dev_exts = [ash::khr::swapchain::NAME.as_ptr()];
-            let device = instance.create_device(
-                pd,
-                &vk::DeviceCreateInfo::default()
-                    .queue_create_infos(&queues)
-                    .enabled_extension_names(&dev_exts),
-                None,
-            )?;
+            let mut dev_exts = vec![ash::khr::swapchain::NAME.as_ptr()];
+            let mut id = vk::PhysicalDevicePresentIdFeaturesKHR::default().present_id(true);
+            let mut wait = vk::PhysicalDevicePresentWaitFeaturesKHR::default().present_wait(true);
+            let mut info = vk::DeviceCreateInfo::default().queue_create_infos(&queues);
+            if modern {
+                dev_exts.extend(
+                    [
+                        ash::khr::present_id::NAME,
+                        ash::khr::present_wait::NAME,
+                        ash::khr::incremental_present::NAME,
+                    ]
+                    .map(|n| n.as_ptr()),
+                );
+                info = info.push_next(&mut id).push_next(&mut wait);
+            }
+            let info = info.enabled_extension_names(&dev_exts);
+            let device = instance.create_device(pd, &info, None)?;
             let pool = device.create_command_pool(
                 &vk::CommandPoolCreateInfo::default()
                     .queue_family_index(family)
@@ -74,6 +95,8 @@ impl Vk {
             )?;
             Ok(Self {
                 swapchain_fn: ash::khr::swapchain::Device::new(&instance, &device),
+                present_wait: modern
+                    .then(|| ash::khr::present_wait::Device::new(&instance, &device)),
                 queue: device.get_device_queue(family, 0),
                 instance,
                 surface_fn,
@@ -123,6 +146,15 @@ fn pick_device(
         }
     }
     Err("no device can present to the Wayland surface".into())
+}
+
+/// What one present says beyond the image: its present id
+/// (`VK_KHR_present_id`, 0 for none) and its one changed rectangle
+/// (`VK_KHR_incremental_present`).
+#[derive(Default, Clone, Copy)]
+pub struct Extras {
+    pub id: u64,
+    pub damage: Option<vk::RectLayerKHR>,
 }
 
 /// A swapchain and what it takes to render and present frames to it.
@@ -240,6 +272,17 @@ impl<'a> Chain<'a> {
         surface_lock: &Mutex<()>,
         present_us: &mut Vec<u64>,
     ) -> Result<vk::Result> {
+        self.frame_with(colour, surface_lock, present_us, Extras::default())
+    }
+
+    /// [`Chain::frame`] with `extras` chained to the present.
+    pub fn frame_with(
+        &mut self,
+        colour: [f32; 4],
+        surface_lock: &Mutex<()>,
+        present_us: &mut Vec<u64>,
+        extras: Extras,
+    ) -> Result<vk::Result> {
         let slot = self.frame % SLOTS;
         self.frame += 1;
         let d = &self.vk.device;
@@ -267,10 +310,21 @@ impl<'a> Chain<'a> {
             d.queue_submit(self.vk.queue, &[submit], fence)?;
             let swapchains = [self.swapchain];
             let indices = [index];
-            let info = vk::PresentInfoKHR::default()
+            let ids = [extras.id];
+            let mut id_info = vk::PresentIdKHR::default().present_ids(&ids);
+            let rects: Vec<vk::RectLayerKHR> = extras.damage.into_iter().collect();
+            let regions = [vk::PresentRegionKHR::default().rectangles(&rects)];
+            let mut region_info = vk::PresentRegionsKHR::default().regions(&regions);
+            let mut info = vk::PresentInfoKHR::default()
                 .wait_semaphores(&signals)
                 .swapchains(&swapchains)
                 .image_indices(&indices);
+            if extras.id != 0 {
+                info = info.push_next(&mut id_info);
+            }
+            if extras.damage.is_some() {
+                info = info.push_next(&mut region_info);
+            }
             let _surface = surface_lock.lock().unwrap_or_else(|e| e.into_inner());
             let started = Instant::now();
             let result = self.vk.swapchain_fn.queue_present(self.vk.queue, &info);
@@ -281,6 +335,24 @@ impl<'a> Chain<'a> {
                 Err(e) => e,
             })
         }
+    }
+}
+
+impl Chain<'_> {
+    /// `vkWaitForPresentKHR` (the device must be made `modern`).
+    pub fn wait_for_present(&self, id: u64, timeout: u64) -> Result<vk::Result> {
+        let f = self
+            .vk
+            .present_wait
+            .as_ref()
+            .ok_or("present wait is not enabled")?;
+        // SAFETY: the live swapchain.
+        Ok(
+            match unsafe { f.wait_for_present(self.swapchain, id, timeout) } {
+                Ok(()) => vk::Result::SUCCESS,
+                Err(e) => e,
+            },
+        )
     }
 }
 

@@ -22,10 +22,13 @@ use wayland_protocols::wp::linux_explicit_synchronization::zv1::client::{
     zwp_linux_buffer_release_v1 as release, zwp_linux_explicit_synchronization_v1 as explicit,
     zwp_linux_surface_synchronization_v1 as surface_sync,
 };
+use wayland_protocols::wp::presentation_time::client::wp_presentation::WpPresentation;
 
 use super::feedback::Feedback;
 use super::formats::{CompositorFormats, Tranches};
+use super::timing::{self, PRESENTATION_VERSION};
 use super::{Release, WaylandError};
+use crate::wsi::platform::Shown;
 
 /// The highest `zwp_linux_dmabuf_v1` version the layer speaks: v4 brings the
 /// feedback with the format table; later versions add nothing it uses.
@@ -47,6 +50,8 @@ pub struct Offer {
     pub explicit_sync: bool,
     /// `wp_linux_drm_syncobj_manager_v1` is announced.
     pub drm_syncobj: bool,
+    /// `wp_presentation` is bound.
+    pub presentation: bool,
     /// The format/modifier pairs it accepts, most preferred first.
     pub formats: CompositorFormats,
 }
@@ -55,8 +60,9 @@ pub struct Offer {
 pub(super) enum Callback {
     /// A `wl_display.sync` of a roundtrip, by its serial.
     Sync(u64),
-    /// A surface's frame callback.
-    Frame,
+    /// A surface's frame callback, and the frame it reports shown when
+    /// the compositor has no `wp_presentation`.
+    Frame(Option<u64>),
 }
 
 /// Which dma-buf feedback a feedback object carries.
@@ -84,6 +90,10 @@ pub(super) struct State {
     surface_tranches: Option<Tranches>,
     pub(super) frames_done: u64,
     pub(super) released: Vec<(u32, Release)>,
+    /// `wp_presentation`'s clock (`CLOCK_MONOTONIC` until it says).
+    pub(super) clock: u32,
+    /// Frames reported shown or discarded, not yet taken.
+    pub(super) presented: Vec<(u64, Shown)>,
 }
 
 /// The layer's requests on the application's display: its globals and
@@ -94,6 +104,7 @@ pub struct Client {
     qh: QueueHandle<State>,
     pub(super) dmabuf: Option<dmabuf::ZwpLinuxDmabufV1>,
     pub(super) explicit: Option<explicit::ZwpLinuxExplicitSynchronizationV1>,
+    pub(super) presentation: Option<WpPresentation>,
     feedback: Option<feedback::ZwpLinuxDmabufFeedbackV1>,
     offer: Offer,
 }
@@ -163,13 +174,17 @@ impl Client {
             qh: queue.handle(),
             dmabuf: None,
             explicit: None,
+            presentation: None,
             feedback: None,
             offer: Offer::default(),
         };
         let mut events = Events {
             conn,
             queue,
-            state: State::default(),
+            state: State {
+                clock: timing::MONOTONIC,
+                ..State::default()
+            },
             timeout,
             roundtrips: 0,
         };
@@ -197,6 +212,10 @@ impl Client {
                     self.explicit = Some(registry.bind(*name, EXPLICIT_SYNC_VERSION, &qh, ()));
                     self.offer.explicit_sync = true;
                 }
+                "wp_presentation" => {
+                    self.presentation = Some(registry.bind(*name, PRESENTATION_VERSION, &qh, ()));
+                    self.offer.presentation = true;
+                }
                 DRM_SYNCOBJ => self.offer.drm_syncobj = true,
                 _ => {}
             }
@@ -217,11 +236,12 @@ impl Client {
         }
         self.offer.formats = events.state.formats.clone();
         tracing::debug!(
-            "compositor: zwp_linux_dmabuf_v1 v{} with {} format/modifier pairs, explicit sync {}, drm syncobj {}",
+            "compositor: zwp_linux_dmabuf_v1 v{} with {} format/modifier pairs, explicit sync {}, drm syncobj {}, presentation feedback {}",
             self.offer.dmabuf_version,
             self.offer.formats.len(),
             self.offer.explicit_sync,
-            self.offer.drm_syncobj
+            self.offer.drm_syncobj,
+            self.offer.presentation
         );
         Ok(())
     }
@@ -383,6 +403,12 @@ impl Events {
     pub fn take_released(&mut self) -> Vec<(u32, Release)> {
         std::mem::take(&mut self.state.released)
     }
+
+    /// The frames reported shown or discarded since the last call, in
+    /// order.
+    pub fn take_presented(&mut self) -> Vec<(u64, Shown)> {
+        std::mem::take(&mut self.state.presented)
+    }
 }
 
 impl Drop for Client {
@@ -395,6 +421,9 @@ impl Drop for Client {
         }
         if let Some(e) = self.explicit.take() {
             e.destroy();
+        }
+        if let Some(p) = self.presentation.take() {
+            p.destroy();
         }
         if let Some(d) = self.dmabuf.take() {
             d.destroy();
@@ -436,7 +465,16 @@ impl Dispatch<wl_callback::WlCallback, Callback> for State {
     ) {
         match data {
             Callback::Sync(serial) => state.synced = state.synced.max(*serial),
-            Callback::Frame => state.frames_done += 1,
+            Callback::Frame(seq) => {
+                state.frames_done += 1;
+                if let Some(seq) = seq {
+                    let shown = Shown::At {
+                        time_ns: crate::wsi::platform::monotonic_now_ns(),
+                        refresh_ns: None,
+                    };
+                    state.presented.push((*seq, shown));
+                }
+            }
         }
     }
 }

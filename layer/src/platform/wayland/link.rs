@@ -1,11 +1,12 @@
 //! Presenting on one `wl_surface`: a `wl_buffer` per swapchain image made
-//! from its dma-buf, commits with damage and a frame callback, and the
-//! explicit-sync acquire fence and release object when the compositor offers
-//! `zwp_linux_explicit_synchronization_v1`.
+//! from its dma-buf, commits with damage, presentation feedback and frame
+//! callbacks, and the explicit-sync acquire fence and release object when
+//! the compositor offers `zwp_linux_explicit_synchronization_v1`.
 
 use std::ffi::c_void;
 use std::os::fd::{AsFd, BorrowedFd};
 
+use ash::vk;
 use syncfile::SyncFile;
 use wayland_backend::client::ObjectId;
 use wayland_client::protocol::{wl_buffer::WlBuffer, wl_surface::WlSurface};
@@ -123,41 +124,79 @@ impl SurfaceLink {
         self.sync.is_some()
     }
 
-    /// Attaches `buffer` (image `image`) and commits it, with full damage
-    /// and, with `frame`, a frame callback (counted by
-    /// [`super::Events::frames_done`]). With explicit sync, `acquire` is the fence
-    /// the compositor waits for before reading, and the release object
+    /// Attaches a frame's buffer and commits it, as [`Commit`] says. With
+    /// explicit sync the acquire fence goes with it, and the release object
     /// reports the image's release (as [`Release::Immediate`] or
     /// [`Release::Fenced`]); without, `wl_buffer.release` does
     /// ([`Release::Buffer`]).
-    pub fn commit(
-        &self,
-        client: &Client,
-        buffer: &WlBuffer,
-        image: u32,
-        acquire: Option<&SyncFile>,
-        frame: bool,
-    ) -> Result<(), WaylandError> {
+    pub fn commit(&self, client: &Client, c: &Commit<'_>) -> Result<(), WaylandError> {
         client.check()?;
         let qh = client.handle();
         if let Some(sync) = &self.sync {
-            if let Some(fence) = acquire {
+            if let Some(fence) = c.acquire {
                 sync.set_acquire_fence(fence.as_fd());
             }
-            sync.get_release(&qh, image);
+            sync.get_release(&qh, c.image);
         }
-        self.surface.attach(Some(buffer), 0, 0);
-        if self.surface.version() >= DAMAGE_BUFFER_SINCE {
-            self.surface.damage_buffer(0, 0, i32::MAX, i32::MAX);
-        } else {
-            self.surface.damage(0, 0, i32::MAX, i32::MAX);
+        self.surface.attach(Some(c.buffer), 0, 0);
+        let damage_buffer = self.surface.version() >= DAMAGE_BUFFER_SINCE;
+        match c.damage {
+            // Rectangles of the image, which is what damage_buffer takes;
+            // `damage` (surface coordinates) is the same at scale 1.
+            Some(rects) if damage_buffer => {
+                for r in rects.iter().filter(|r| r.layer == 0) {
+                    let (x, y) = (r.offset.x, r.offset.y);
+                    let (w, h) = (clamp(r.extent.width), clamp(r.extent.height));
+                    self.surface.damage_buffer(x, y, w, h);
+                }
+            }
+            _ if damage_buffer => self.surface.damage_buffer(0, 0, i32::MAX, i32::MAX),
+            _ => self.surface.damage(0, 0, i32::MAX, i32::MAX),
         }
-        if frame {
-            self.surface.frame(&qh, Callback::Frame);
+        match &client.presentation {
+            Some(p) => {
+                p.feedback(&self.surface, &qh, c.seq);
+                if c.frame_callback {
+                    self.surface.frame(&qh, Callback::Frame(None));
+                }
+            }
+            // The frame callback is then what says the frame was shown.
+            None => {
+                self.surface.frame(&qh, Callback::Frame(Some(c.seq)));
+            }
         }
         self.surface.commit();
         client.flush()
     }
+}
+
+/// What one commit of a frame carries.
+pub struct Commit<'a> {
+    pub buffer: &'a WlBuffer,
+    /// The swapchain image, which its release names.
+    pub image: u32,
+    /// With explicit sync: the fence the compositor waits for before it
+    /// reads.
+    pub acquire: Option<&'a SyncFile>,
+    /// The frame's number, which its presentation feedback reports.
+    pub seq: u64,
+    /// Whether the presenter waits for the frame callback (FIFO): it is
+    /// asked for whenever this is set, and always without
+    /// `wp_presentation`.
+    pub frame_callback: bool,
+    /// The image's changed rectangles; `None` damages all of it.
+    pub damage: Option<&'a [vk::RectLayerKHR]>,
+}
+
+impl Commit<'_> {
+    /// Whether the commit asks for a frame callback.
+    pub fn asks_frame_callback(&self, client: &Client) -> bool {
+        self.frame_callback || client.presentation.is_none()
+    }
+}
+
+fn clamp(n: u32) -> i32 {
+    i32::try_from(n).unwrap_or(i32::MAX)
 }
 
 impl Drop for SurfaceLink {

@@ -37,6 +37,7 @@ mod feedback;
 pub mod formats;
 mod link;
 mod presenter;
+mod timing;
 
 use std::ffi::c_void;
 use std::os::fd::AsFd;
@@ -48,7 +49,7 @@ use std::time::Duration;
 use ash::vk;
 
 pub use client::{display_failed, Client, Events, Offer};
-pub use link::{BufferDesc, Plane, Release, SurfaceLink};
+pub use link::{BufferDesc, Commit, Plane, Release, SurfaceLink};
 pub use presenter::FIFO_WAIT;
 
 use crate::plumbing::settings::{Platform, Settings, SyncMode};
@@ -274,7 +275,6 @@ impl PlatformSurface for WaylandSurface {
             link,
             buffers,
             format,
-            config.present_mode,
             config.returns,
         )?))
     }

@@ -8,12 +8,15 @@
 //! and waits: it hands released images back (with their release fences),
 //! counts frame callbacks and weighs dma-buf feedback.
 //!
-//! FIFO commits a frame only once the compositor has shown the one before
-//! (its frame callback), waiting inside `vkQueuePresentKHR` as Mesa does —
-//! but never longer than [`FIFO_WAIT`]: a compositor that stops sending
-//! frame callbacks (a hidden surface) slows FIFO down instead of freezing
-//! it. MAILBOX and IMMEDIATE commit every frame at once; the compositor
-//! keeps the newest and releases the ones it replaces.
+//! Each frame is presented in its own mode (the application may switch
+//! per present). A FIFO frame is committed only once the compositor has
+//! shown the one before (its frame callback), waiting inside
+//! `vkQueuePresentKHR` as Mesa does — but never longer than [`FIFO_WAIT`]:
+//! a compositor that stops sending frame callbacks (a hidden surface)
+//! slows FIFO down instead of freezing it. MAILBOX and IMMEDIATE frames are
+//! committed at once; the compositor keeps the newest and releases the
+//! ones it replaces. Every commit asks when it was shown (see `timing`),
+//! which the event thread reports to the core.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -28,6 +31,7 @@ use wayland_client::protocol::wl_buffer::WlBuffer;
 
 use super::client::Events;
 use super::formats::{self, Fourcc, Tranches};
+use super::link::Commit;
 use super::{Client, Release, SurfaceLink, WaylandError};
 use crate::plumbing::guard::try_guard;
 use crate::plumbing::stats::{self, Counter, Wait};
@@ -44,7 +48,6 @@ pub struct WaylandPresenter {
     /// The application thread's side: requests on its surface.
     requests: Mutex<Requests>,
     shared: Arc<Shared>,
-    mode: vk::PresentModeKHR,
     /// The event thread, which gives its queue back when it ends.
     thread: Mutex<Option<JoinHandle<Events>>>,
     /// The process that started the thread (a forked child has none).
@@ -60,6 +63,8 @@ struct Requests {
     frames_asked: u64,
     /// Whether `FIFO_WAIT` has run out once (logged once per swapchain).
     fifo_timed_out: bool,
+    /// Whether a desired present time was given, and not kept, once.
+    timing_ignored: bool,
 }
 
 /// What the event thread tells the application's thread.
@@ -94,7 +99,6 @@ impl WaylandPresenter {
         link: SurfaceLink,
         buffers: Vec<WlBuffer>,
         format: Fourcc,
-        mode: vk::PresentModeKHR,
         returns: Arc<dyn Returns>,
     ) -> Result<Self, PlatformError> {
         let shared = Arc::new(Shared {
@@ -123,9 +127,9 @@ impl WaylandPresenter {
                 buffers,
                 frames_asked: 0,
                 fifo_timed_out: false,
+                timing_ignored: false,
             }),
             shared,
-            mode,
             thread: Mutex::new(Some(thread)),
             owner: rustix::process::getpid(),
         })
@@ -169,9 +173,14 @@ impl WaylandPresenter {
 }
 
 impl Presenter for WaylandPresenter {
-    fn present(&self, frame: Frame, render: Option<&SyncFile>) -> vk::Result {
+    fn present(
+        &self,
+        frame: Frame,
+        render: Option<&SyncFile>,
+        damage: Option<&[vk::RectLayerKHR]>,
+    ) -> vk::Result {
         let mut requests = self.requests.lock().unwrap_or_else(|e| e.into_inner());
-        let fifo = self.mode == vk::PresentModeKHR::FIFO;
+        let fifo = frame.mode == vk::PresentModeKHR::FIFO;
         let ready = if fifo {
             self.wait_for_frame(&mut requests)
         } else {
@@ -180,6 +189,10 @@ impl Presenter for WaylandPresenter {
         if ready.is_err() {
             return vk::Result::ERROR_SURFACE_LOST_KHR;
         }
+        if frame.not_before_ns.is_some() && !requests.timing_ignored {
+            requests.timing_ignored = true;
+            tracing::info!("the compositor offers no wp_commit_timing_v1: desired present times are not kept (the past timings say when frames were shown); logged once per swapchain");
+        }
         let Some(link) = &requests.link else {
             return vk::Result::ERROR_OUT_OF_DATE_KHR;
         };
@@ -187,12 +200,20 @@ impl Presenter for WaylandPresenter {
             return vk::Result::ERROR_OUT_OF_DATE_KHR;
         };
         let explicit = link.explicit();
-        let acquire = if explicit { render } else { None };
-        if let Err(e) = link.commit(&requests.client, buffer, frame.index, acquire, fifo) {
+        let commit = Commit {
+            buffer,
+            image: frame.index,
+            acquire: if explicit { render } else { None },
+            seq: frame.seq,
+            frame_callback: fifo,
+            damage,
+        };
+        let asks = commit.asks_frame_callback(&requests.client);
+        if let Err(e) = link.commit(&requests.client, &commit) {
             tracing::error!("vkQueuePresentKHR: the Wayland surface is lost: {e}");
             return vk::Result::ERROR_SURFACE_LOST_KHR;
         }
-        if fifo {
+        if asks {
             requests.frames_asked += 1;
         }
         stats::count(if explicit {
@@ -299,6 +320,9 @@ impl Dispatcher {
             self.shared.changed.notify_all();
         }
         drop(seen);
+        for (seq, shown) in self.events.take_presented() {
+            self.returns.shown(seq, shown);
+        }
         for (i, release) in self.events.take_released() {
             // With explicit sync the release object speaks for the commit;
             // weston sends wl_buffer.release as well, which then says less.

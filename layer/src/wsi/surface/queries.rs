@@ -7,6 +7,7 @@ use super::Surface;
 use crate::vulkan::caps::SwapchainCaps;
 use crate::vulkan::chain;
 use crate::vulkan::instance::InstanceState;
+use crate::vulkan::newer::{self, OneBool};
 
 /// Whether queues of `family` can present to an owned surface: they must
 /// run the layer's present submission, whose command buffer hands the image
@@ -67,6 +68,9 @@ pub unsafe fn capabilities2(
                     (*p.cast::<vk::SharedPresentSurfaceCapabilitiesKHR<'_>>())
                         .shared_present_supported_usage_flags = vk::ImageUsageFlags::empty();
                 }
+                // Neither platform scales: the image is the surface's
+                // size (headless has none; a Wayland surface takes its
+                // buffer's).
                 vk::StructureType::SURFACE_PRESENT_SCALING_CAPABILITIES_EXT => {
                     let s = &mut *p.cast::<vk::SurfacePresentScalingCapabilitiesEXT<'_>>();
                     s.supported_present_scaling = vk::PresentScalingFlagsEXT::empty();
@@ -76,17 +80,21 @@ pub unsafe fn capabilities2(
                     s.max_scaled_image_extent = caps.surface_capabilities.max_image_extent;
                 }
                 vk::StructureType::SURFACE_PRESENT_MODE_COMPATIBILITY_EXT => {
-                    // Switching modes needs VK_EXT_swapchain_maintenance1,
-                    // which the layer does not implement: each mode is
-                    // compatible only with itself.
+                    // A swapchain switches among any of the surface's modes.
                     let c = &mut *p.cast::<vk::SurfacePresentModeCompatibilityEXT<'_>>();
-                    let modes: &[vk::PresentModeKHR] = match &mode {
-                        Some(m) => std::slice::from_ref(m),
-                        None => &[],
+                    let offered = surface.platform.present_modes();
+                    let modes = match mode {
+                        Some(m) if offered.contains(&m) => offered,
+                        _ => &[],
                     };
                     // A short array is the application's to notice.
                     let _ =
                         crate::vulkan::fill(modes, &mut c.present_mode_count, c.p_present_modes);
+                }
+                // Every owned surface gives present ids and waits.
+                newer::STRUCTURE_TYPE_SURFACE_CAPABILITIES_PRESENT_ID_2
+                | newer::STRUCTURE_TYPE_SURFACE_CAPABILITIES_PRESENT_WAIT_2 => {
+                    (*p.cast::<OneBool>()).value = vk::TRUE;
                 }
                 _ => {}
             }

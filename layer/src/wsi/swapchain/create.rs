@@ -5,6 +5,7 @@
 //! retirement.
 
 use std::os::fd::AsFd;
+use std::sync::atomic::{AtomicBool, AtomicI32};
 use std::sync::Arc;
 
 use ash::vk;
@@ -15,6 +16,7 @@ use syncfile::DmaBuf;
 use super::alias::AliasSpec;
 use super::device::WsiDevice;
 use super::error::SwapchainError;
+use super::history::History;
 use super::image::{Image, ImageSpec};
 use super::pool::Pool;
 use super::present_thread::PresentThread;
@@ -23,8 +25,9 @@ use crate::plumbing::settings::SyncMode;
 use crate::plumbing::stats::{self, Counter, Fallback};
 use crate::vulkan::array;
 use crate::vulkan::caps::{self, ImageParams};
+use crate::vulkan::chain::find;
 use crate::vulkan::device::{DeviceState, Owned};
-use crate::vulkan::objects;
+use crate::vulkan::{newer, objects};
 use crate::wsi::platform::{Buffer, ConsumerImage, PresenterConfig};
 use crate::wsi::surface::{self, Surface};
 
@@ -95,7 +98,10 @@ unsafe fn pass_through(
     p_allocator: *const vk::AllocationCallbacks<'_>,
     p_swapchain: *mut vk::SwapchainKHR,
 ) -> vk::Result {
-    if state.owned().is_some_and(|o| !o.driver_swapchain) {
+    if state
+        .owned()
+        .is_some_and(|o| !o.driver_has.contains(&ash::khr::swapchain::NAME))
+    {
         tracing::error!("vkCreateSwapchainKHR: the driver has no swapchains for this surface");
         return vk::Result::ERROR_INITIALIZATION_FAILED;
     }
@@ -121,25 +127,44 @@ fn unsupported(what: String) -> SwapchainError {
 }
 
 fn view_formats(info: &vk::SwapchainCreateInfoKHR<'_>) -> Vec<vk::Format> {
-    let mut p = info.p_next.cast::<vk::BaseInStructure>();
-    while !p.is_null() {
-        // SAFETY: a valid input chain; the node is the structure its sType names.
-        unsafe {
-            if (*p).s_type == vk::StructureType::IMAGE_FORMAT_LIST_CREATE_INFO {
-                let list = &*p.cast::<vk::ImageFormatListCreateInfo<'_>>();
-                return array(list.p_view_formats, list.view_format_count).to_vec();
-            }
-            p = (*p).p_next;
-        }
+    // SAFETY: the application's valid input chain; the list holds its count.
+    unsafe {
+        find::<vk::ImageFormatListCreateInfo<'_>>(info.p_next)
+            .map(|l| array(l.p_view_formats, l.view_format_count).to_vec())
+            .unwrap_or_default()
     }
-    Vec::new()
 }
+
+/// The present modes the swapchain may switch among
+/// (`VkSwapchainPresentModesCreateInfoEXT`), its own mode alone otherwise.
+fn present_modes(info: &vk::SwapchainCreateInfoKHR<'_>) -> Vec<vk::PresentModeKHR> {
+    // SAFETY: as for `view_formats`.
+    let listed = unsafe {
+        find::<vk::SwapchainPresentModesCreateInfoEXT<'_>>(info.p_next)
+            .map(|l| array(l.p_present_modes, l.present_mode_count).to_vec())
+            .unwrap_or_default()
+    };
+    let mut modes = vec![info.present_mode];
+    modes.extend(listed.into_iter().filter(|m| *m != info.present_mode));
+    modes
+}
+
+/// The creation flags the layer's swapchains take. Memory is allocated at
+/// creation even when it may be deferred (which the flag allows, not
+/// requires): the consumer is given every buffer up front.
+const FLAGS: vk::SwapchainCreateFlagsKHR = vk::SwapchainCreateFlagsKHR::from_raw(
+    vk::SwapchainCreateFlagsKHR::MUTABLE_FORMAT.as_raw()
+        | newer::SWAPCHAIN_CREATE_DEFERRED_MEMORY_ALLOCATION.as_raw()
+        | newer::SWAPCHAIN_CREATE_PRESENT_ID_2.as_raw()
+        | newer::SWAPCHAIN_CREATE_PRESENT_WAIT_2.as_raw(),
+);
 
 /// Checks `info` against what the surface offers on this device.
 fn check(
     owned: &Owned,
     surface: &Surface,
     info: &vk::SwapchainCreateInfoKHR<'_>,
+    modes: &[vk::PresentModeKHR],
 ) -> Result<(), SwapchainError> {
     let caps = surface
         .platform
@@ -152,21 +177,26 @@ fn check(
             info.image_color_space,
         ));
     }
-    if !surface
-        .platform
-        .present_modes()
-        .contains(&info.present_mode)
-    {
-        return Err(unsupported(format!(
-            "present mode {:?} is not offered",
-            info.present_mode
-        )));
+    let offered = surface.platform.present_modes();
+    if let Some(m) = modes.iter().find(|m| !offered.contains(m)) {
+        return Err(unsupported(format!("present mode {m:?} is not offered")));
     }
+    // Enough images for every mode it may switch to.
+    let fewest = modes
+        .iter()
+        .map(|&m| {
+            surface
+                .platform
+                .capabilities(&owned.caps, Some(m))
+                .min_image_count
+        })
+        .max()
+        .unwrap_or(caps.min_image_count);
     let count = info.min_image_count;
-    if count < caps.min_image_count || (caps.max_image_count != 0 && count > caps.max_image_count) {
+    if count < fewest || (caps.max_image_count != 0 && count > caps.max_image_count) {
         return Err(unsupported(format!(
-            "{count} images: the surface takes {} to {}",
-            caps.min_image_count, caps.max_image_count
+            "{count} images: the surface takes {fewest} to {}",
+            caps.max_image_count
         )));
     }
     let e = info.image_extent;
@@ -198,7 +228,7 @@ fn check(
             info.composite_alpha
         )));
     }
-    if !(info.flags & !vk::SwapchainCreateFlagsKHR::MUTABLE_FORMAT).is_empty() {
+    if !(info.flags & !FLAGS).is_empty() {
         return Err(unsupported(format!("flags {:?}", info.flags)));
     }
     Ok(())
@@ -211,7 +241,8 @@ fn create(
     surface: &Surface,
     info: &vk::SwapchainCreateInfoKHR<'_>,
 ) -> Result<Box<Swapchain>, SwapchainError> {
-    check(owned, surface, info)?;
+    let modes = present_modes(info);
+    check(owned, surface, info, &modes)?;
     wsi.reap(false);
     let format = owned
         .caps
@@ -301,9 +332,11 @@ fn create(
         });
         dma_bufs.push(buffer_of(image)?.dma_buf);
     }
+    let history = Arc::new(History::new());
     let returned = Arc::new(Returned {
         pool: pool.clone(),
         dma_bufs,
+        history: history.clone(),
     });
     let presenter: Arc<dyn crate::wsi::platform::Presenter> =
         Arc::from(surface.platform.create_presenter(PresenterConfig {
@@ -313,6 +346,7 @@ fn create(
             returns: returned,
             settings,
         })?);
+    history.set_refresh(presenter.refresh_ns());
     let path = match fallback {
         None => PresentPath::Direct,
         Some(_) if presenter.uses_application_objects() => PresentPath::Wait,
@@ -342,7 +376,7 @@ fn create(
         } else {
             "allocated by the driver"
         },
-        info.present_mode,
+        modes,
         match fallback {
             None => "sync_file",
             Some(_) => "cpu",
@@ -364,6 +398,10 @@ fn create(
         ),
         sharing: info.image_sharing_mode,
         alias,
+        history,
+        mode: AtomicI32::new(info.present_mode.as_raw()),
+        modes: modes.into_boxed_slice(),
+        bad_mode_logged: AtomicBool::new(false),
     }))
 }
 

@@ -186,10 +186,11 @@ impl WsiDevice {
         taken
     }
 
-    /// Forgets the pending acquires of a swapchain being destroyed.
-    pub fn forget_pending(&self, swapchain: u64) {
+    /// Forgets the pending acquires `which` picks (of a swapchain being
+    /// destroyed, of images released unpresented).
+    pub fn forget_pending(&self, which: impl Fn(&PendingAcquire) -> bool) {
         let mut pending = lock(&self.pending);
-        pending.retain(|p| p.swapchain != swapchain);
+        pending.retain(|p| !which(p));
         self.pending_count.store(pending.len(), Ordering::Release);
     }
 

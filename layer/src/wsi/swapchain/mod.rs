@@ -20,13 +20,15 @@ pub mod alias;
 pub mod create;
 pub mod device;
 pub mod error;
+mod history;
 mod image;
 pub mod ownership;
 pub mod pool;
 pub mod present;
+mod present_info;
 mod present_thread;
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -35,12 +37,13 @@ use ash::vk::Handle;
 use syncfile::{DmaBuf, SyncFile};
 
 use super::bridge;
-use super::platform::{Presenter, Returns};
+use super::platform::{Presenter, Returns, Shown};
 use crate::plumbing::dispatch::KeyMap;
 use crate::plumbing::stats::{self, Counter, Event, Wait};
 use crate::vulkan::objects;
 use alias::AliasSpec;
 use device::WsiDevice;
+use history::History;
 use image::Image;
 use pool::Pool;
 use present_thread::PresentThread;
@@ -81,6 +84,14 @@ pub struct Swapchain {
     sharing: vk::SharingMode,
     /// What images that alias this swapchain's are made of.
     alias: AliasSpec,
+    /// What became of its presents.
+    history: Arc<History>,
+    /// The present modes it may switch among (swapchain maintenance; the
+    /// creation's mode alone otherwise), and the one presents use now.
+    modes: Box<[vk::PresentModeKHR]>,
+    mode: AtomicI32,
+    /// Whether a present asked for a mode it was not made for (logged once).
+    bad_mode_logged: AtomicBool,
 }
 
 /// The swapchain behind `handle`, if the layer made it.
@@ -105,12 +116,79 @@ impl Swapchain {
         objects::describe(vk::ObjectType::SWAPCHAIN_KHR, self.handle)
     }
 
+    /// The mode of a present that asks for `asked` (`None`: the one in
+    /// use): it stays for later presents (`VkSwapchainPresentModeInfoEXT`).
+    fn switch_mode(&self, asked: Option<vk::PresentModeKHR>) -> vk::PresentModeKHR {
+        match asked {
+            Some(m) if self.modes.contains(&m) => self.mode.store(m.as_raw(), Ordering::Relaxed),
+            Some(m) if !self.bad_mode_logged.swap(true, Ordering::Relaxed) => {
+                tracing::error!(
+                    "vkQueuePresentKHR: {} was not made for present mode {m:?} (only {:?}); keeping the mode it has (logged once per swapchain)",
+                    self.describe(),
+                    self.modes
+                );
+            }
+            Some(_) => {}
+            None => {}
+        }
+        vk::PresentModeKHR::from_raw(self.mode.load(Ordering::Relaxed))
+    }
+
+    /// `vkWaitForPresentKHR`: until the frame of present id `id` (or a
+    /// later one) is shown or discarded, for at most `timeout` ns.
+    pub fn wait_for_present(&self, id: u64, timeout: u64) -> vk::Result {
+        match self.pool.status() {
+            r if r.as_raw() < 0 => r,
+            _ => self.history.wait(id, timeout),
+        }
+    }
+
+    /// `vkReleaseSwapchainImagesEXT` (`command`): acquired images the
+    /// application will not present go back, as if never acquired.
+    pub fn release_images(&self, command: &str, indices: &[u32]) -> vk::Result {
+        for &i in indices {
+            if !self.pool.untake(i) {
+                tracing::error!(
+                    "{command}: image {i} of {} is not acquired; ignoring it",
+                    self.describe()
+                );
+            }
+        }
+        self.wsi
+            .forget_pending(|p| p.swapchain == self.handle && indices.contains(&p.index));
+        vk::Result::SUCCESS
+    }
+
+    /// `VK_GOOGLE_display_timing`'s refresh duration, in ns.
+    pub fn refresh_ns(&self) -> u64 {
+        self.history.refresh_ns()
+    }
+
+    /// `vkGetPastPresentationTimingGOOGLE`.
+    ///
+    /// # Safety
+    /// The application's count and array.
+    pub unsafe fn past_timings(
+        &self,
+        p_count: *mut u32,
+        p_timings: *mut vk::PastPresentationTimingGOOGLE,
+    ) -> vk::Result {
+        // SAFETY: as the caller promises.
+        unsafe { self.history.take_past(p_count, p_timings) }
+    }
+
+    /// `vkSetHdrMetadataEXT`: for the consumer, if its platform carries it.
+    pub fn set_hdr_metadata(&self, metadata: &vk::HdrMetadataEXT<'_>) {
+        self.presenter.hdr_metadata(metadata);
+    }
+
     /// Retires the swapchain (an `oldSwapchain` that is being replaced):
     /// acquires fail with `OUT_OF_DATE`, the consumer stops, and images
     /// that are free and idle are freed now rather than at destruction.
     fn retire(&mut self) {
         self.pool.retire();
         self.presenter.stop();
+        self.history.end(vk::Result::ERROR_OUT_OF_DATE_KHR);
         let images = &self.images;
         let fns = &self.wsi.fns;
         let gone = self
@@ -126,11 +204,12 @@ impl Swapchain {
     /// layer's own submissions that still use the images.
     fn destroy(mut self) {
         self.presenter.stop();
+        self.history.end(vk::Result::ERROR_OUT_OF_DATE_KHR);
         let deadline = Instant::now() + DESTROY_WAIT;
         if let PresentPath::Thread(t) = &mut self.path {
             t.finish(deadline);
         }
-        self.wsi.forget_pending(self.handle);
+        self.wsi.forget_pending(|p| p.swapchain == self.handle);
         let mut running = Vec::new();
         for image in self.images.iter_mut() {
             if wait_idle(image, &self.wsi.fns, deadline) {
@@ -207,6 +286,7 @@ pub struct Returned {
     pool: Arc<Pool>,
     /// The images' dma-bufs (descriptors of the layer's own).
     dma_bufs: Vec<DmaBuf>,
+    history: Arc<History>,
 }
 
 impl Returns for Returned {
@@ -225,10 +305,17 @@ impl Returns for Returned {
 
     fn set_status(&self, status: vk::Result) {
         self.pool.set_status(status);
+        if status.as_raw() < 0 {
+            self.history.end(status);
+        }
     }
 
     fn status(&self) -> vk::Result {
         self.pool.status()
+    }
+
+    fn shown(&self, seq: u64, shown: Shown) {
+        self.history.shown(seq, shown);
     }
 }
 

@@ -113,16 +113,19 @@ impl Pool {
         g.states.get(i as usize) == Some(&ImageState::Acquired) && g.acquires[i as usize] == seq
     }
 
-    /// Gives back an image `take` handed out but the acquire could not
-    /// finish with, first in line again.
-    pub fn untake(&self, i: u32) {
+    /// Gives back an acquired image unpresented (one the acquire could not
+    /// finish with, or `vkReleaseSwapchainImagesEXT`), first in line
+    /// again; false if image `i` was not acquired.
+    pub fn untake(&self, i: u32) -> bool {
         let mut g = self.lock();
-        if g.states[i as usize] == ImageState::Acquired {
-            g.states[i as usize] = ImageState::Free;
-            g.free.push_front(i);
-            g.generation += 1;
-            self.released.notify_all();
+        if g.states.get(i as usize) != Some(&ImageState::Acquired) {
+            return false;
         }
+        g.states[i as usize] = ImageState::Free;
+        g.free.push_front(i);
+        g.generation += 1;
+        self.released.notify_all();
+        true
     }
 
     /// Marks an acquired image presented. Fails with `OUT_OF_DATE` (and
@@ -238,7 +241,8 @@ mod tests {
         assert_eq!(p.take(), Take::Image(0, vk::Result::SUCCESS));
         assert!(matches!(p.take(), Take::Empty(_)));
         assert!(p.acquired_as(0, 2) && !p.acquired_as(0, 1) && p.acquired_as(1, 1));
-        p.untake(0);
+        assert!(p.untake(0));
+        assert!(!p.untake(0), "no longer acquired");
         assert!(!p.acquired_as(0, 2));
         assert_eq!(p.take(), Take::Image(0, vk::Result::SUCCESS));
         p.release(1);

@@ -21,12 +21,13 @@ use smallvec::SmallVec;
 
 use super::image::Image;
 use super::ownership;
+use super::present_info::{Chained, ForSwapchain};
 use super::{fell_back_once, PresentPath, Swapchain};
 use crate::plumbing::stats::{self, Counter, CpuTimer, Wait, PRESENT_CPU};
 use crate::vulkan::array;
 use crate::vulkan::device::DeviceState;
 use crate::wsi::bridge;
-use crate::wsi::platform::Frame;
+use crate::wsi::platform::{Frame, Shown};
 
 type Few<T> = SmallVec<[T; 4]>;
 
@@ -54,7 +55,8 @@ pub unsafe fn queue_present(
         .collect();
     if ours.is_empty() {
         // SAFETY: the application's arguments, for the driver.
-        return unsafe { (device.swapchain.queue_present_khr)(queue, info) };
+        let r = unsafe { (device.swapchain.queue_present_khr)(queue, info) };
+        return driver_fences(device, queue, info, r);
     }
     let _timer = CpuTimer::start(&PRESENT_CPU);
     let mut results: Few<vk::Result> = SmallVec::from_elem(vk::Result::SUCCESS, swapchains.len());
@@ -81,6 +83,8 @@ unsafe fn present(
     results: &mut [vk::Result],
 ) -> vk::Result {
     let n = results.len();
+    // SAFETY: the application's valid chain.
+    let chained = unsafe { Chained::read(info.p_next) };
     let wsi = &ours[0].1.wsi;
     let family = device.queues.family(queue);
     let mut signals: SmallVec<[vk::Semaphore; 5]> = SmallVec::new();
@@ -119,6 +123,15 @@ unsafe fn present(
         // no taking back: this present hands them on again.
         wsi.take_pending(|s| waits.contains(&s));
     }
+    // Present fences (swapchain maintenance) signal once the present's
+    // waits are consumed: the first with the layer's submission, others
+    // with empty submissions after it.
+    let fences: Few<vk::Fence> = ours
+        .iter()
+        .map(|&(pos, _)| chained.at(pos).fence)
+        .filter(|&f| f != vk::Fence::null())
+        .collect();
+    let mut fences_left = &fences[..];
     if !waits.is_empty() || !signals.is_empty() {
         let stages: Few<vk::PipelineStageFlags> =
             SmallVec::from_elem(vk::PipelineStageFlags::ALL_COMMANDS, waits.len());
@@ -127,24 +140,85 @@ unsafe fn present(
             .wait_dst_stage_mask(&stages)
             .command_buffers(&cmds)
             .signal_semaphores(&signals);
+        let fence = fences.first().copied().unwrap_or_default();
+        fences_left = fences.get(1..).unwrap_or_default();
         // SAFETY: the application gave the layer the queue for this
         // command; the present semaphores are unsignalled (their last
-        // signal was consumed by an export or a wait).
-        if let Err(r) = unsafe { device.fns.queue_submit(queue, &[submit], vk::Fence::null()) } {
+        // signal was consumed by an export or a wait); the fence is the
+        // application's, unsignalled, for this present.
+        if let Err(r) = unsafe { device.fns.queue_submit(queue, &[submit], fence) } {
             abort(&accepted, indices);
             return r;
         }
     }
+    if let Err(r) = signal_after(device, queue, fences_left) {
+        abort(&accepted, indices);
+        return r;
+    }
     for &(pos, s) in &accepted {
-        results[pos] = s.finish_present(device, queue, indices[pos]);
+        results[pos] = s.finish_present(device, queue, indices[pos], chained.at(pos));
     }
 
     let mut driver = vk::Result::SUCCESS;
     if let Some(h) = handoff {
         // SAFETY: the application's arguments, for the driver.
         driver = unsafe { present_theirs(device, queue, info, indices, &theirs, h, results) };
+        // The driver's part goes without the present's chain (its arrays
+        // are by position): its present fences are signalled here.
+        let theirs_fences: Few<vk::Fence> = theirs
+            .iter()
+            .map(|&pos| chained.at(pos).fence)
+            .filter(|&f| f != vk::Fence::null())
+            .collect();
+        if let Err(r) = signal_after(device, queue, &theirs_fences) {
+            driver = r;
+        }
     }
     overall(results, driver)
+}
+
+/// Signals `fences` once everything submitted to `queue` so far is done:
+/// a submission of no work per fence.
+fn signal_after(
+    device: &DeviceState,
+    queue: vk::Queue,
+    fences: &[vk::Fence],
+) -> Result<(), vk::Result> {
+    for &f in fences {
+        // SAFETY: the application gave the layer the queue for this
+        // command; the fence is the application's, unsignalled, for this
+        // present.
+        unsafe { device.fns.queue_submit(queue, &[], f) }?;
+    }
+    Ok(())
+}
+
+/// After a present of the driver's swapchains alone: present fences the
+/// driver was not made to know (the layer provides swapchain maintenance
+/// for its own swapchains; the driver lacks it) are signalled by the layer.
+fn driver_fences(
+    device: &DeviceState,
+    queue: vk::Queue,
+    info: &vk::PresentInfoKHR<'_>,
+    result: vk::Result,
+) -> vk::Result {
+    let knows = |o: &crate::vulkan::device::Owned| {
+        o.driver_has
+            .contains(&ash::ext::swapchain_maintenance1::NAME)
+    };
+    if info.p_next.is_null() || device.owned().is_none_or(knows) {
+        return result;
+    }
+    // SAFETY: the application's valid chain.
+    let chained = unsafe { Chained::read(info.p_next) };
+    let fences: Few<vk::Fence> = (0..info.swapchain_count as usize)
+        .map(|pos| chained.at(pos).fence)
+        .filter(|&f| f != vk::Fence::null())
+        .collect();
+    match signal_after(device, queue, &fences) {
+        Ok(()) => result,
+        Err(r) => r,
+    }
 }
 
 /// Gives back the images of a present whose submission failed.
@@ -197,21 +271,41 @@ impl Swapchain {
 
     /// The swapchain's part of a present, once the submission signalling
     /// its semaphore is queued on `queue`: the render's fence onto the
-    /// dma-buf and the image to the consumer (or to the present thread).
-    fn finish_present(&self, device: &DeviceState, queue: vk::Queue, index: u32) -> vk::Result {
+    /// dma-buf and the image to the consumer (or to the present thread),
+    /// as the present asked (`asked`).
+    fn finish_present(
+        &self,
+        device: &DeviceState,
+        queue: vk::Queue,
+        index: u32,
+        asked: ForSwapchain<'_>,
+    ) -> vk::Result {
         let frame = Frame {
             index,
             seq: FRAMES.fetch_add(1, Ordering::Relaxed),
+            mode: self.switch_mode(asked.mode),
+            not_before_ns: asked
+                .timing
+                .map(|t| t.desired_present_time)
+                .filter(|&t| t > 0),
         };
         stats::count(Counter::FramesPresented);
+        // Recorded before the consumer may report the frame.
+        let id = self.history.check_id(asked.id);
+        self.history.queued(frame.seq, id, asked.timing);
         let image = &self.images[index as usize];
         let result = match &self.path {
-            PresentPath::Direct => self.present_direct(device, queue, image, frame),
-            PresentPath::Thread(t) => self.present_via_thread(device, queue, image, frame, Some(t)),
-            PresentPath::Wait => self.present_via_thread(device, queue, image, frame, None),
+            PresentPath::Direct => self.present_direct(device, queue, image, frame, asked.damage),
+            PresentPath::Thread(t) => {
+                self.present_via_thread(device, queue, image, frame, Some(t), None)
+            }
+            PresentPath::Wait => {
+                self.present_via_thread(device, queue, image, frame, None, asked.damage)
+            }
         };
         if result.as_raw() < 0 {
             self.pool.release(index);
+            self.history.shown(frame.seq, Shown::Discarded);
         }
         result
     }
@@ -222,6 +316,7 @@ impl Swapchain {
         queue: vk::Queue,
         image: &Image,
         frame: Frame,
+        damage: Option<&[vk::RectLayerKHR]>,
     ) -> vk::Result {
         // SAFETY: the semaphore is exportable and its signal was just submitted.
         let render = match unsafe {
@@ -246,7 +341,7 @@ impl Swapchain {
                 stats::waited(Wait::FailedImport, start.elapsed());
             }
         }
-        self.presenter.present(frame, render.as_ref())
+        self.presenter.present(frame, render.as_ref(), damage)
     }
 
     fn present_via_thread(
@@ -256,6 +351,7 @@ impl Swapchain {
         image: &Image,
         frame: Frame,
         thread: Option<&super::PresentThread>,
+        damage: Option<&[vk::RectLayerKHR]>,
     ) -> vk::Result {
         let semaphores = [image.semaphore];
         let stages = [vk::PipelineStageFlags::ALL_COMMANDS];
@@ -281,7 +377,7 @@ impl Swapchain {
             let done = unsafe { device.fns.wait_for_fences(&[image.fence], true, u64::MAX) };
             stats::waited(Wait::AppRenderFence, start.elapsed());
             return match done {
-                Ok(()) => self.presenter.present(frame, None),
+                Ok(()) => self.presenter.present(frame, None, damage),
                 Err(r) => r,
             };
         };

@@ -136,7 +136,7 @@ fn serve(
         pool.release(job.frame.index);
         return;
     }
-    if presenter.present(job.frame, None).as_raw() < 0 {
+    if presenter.present(job.frame, None, None).as_raw() < 0 {
         pool.release(job.frame.index);
     }
 }

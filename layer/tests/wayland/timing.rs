@@ -1,0 +1,203 @@
+//! Present ids, present waits and damage through the layer on weston, with
+//! the wire as the oracle (`WAYLAND_DEBUG=client`): every wait for a frame
+//! returns only after the compositor's `wp_presentation_feedback` for that
+//! frame's commit said `presented` or `discarded`, and each frame's
+//! `VkPresentRegionsKHR` rectangle is its commit's `damage_buffer` (the
+//! whole buffer when it has none).
+
+use std::sync::Mutex;
+
+use ash::vk;
+use libtest_mimic::{Completion, Failed};
+use serde_json::{json, Value};
+
+use crate::app::App;
+use crate::apps::{self, number, Layer, OUTPUT, RUN_LIMIT};
+use crate::common::child::Result as ChildResult;
+use crate::vulkan::{Chain, Extras, Vk};
+use crate::wire::{self, Message, Surface};
+use crate::{check, missing, this_binary, Outcome, Weston, CHILD_VAR};
+
+const MODE_VAR: &str = "SYNCFILE_TEST_PRESENT_MODE";
+/// Frames waited for one by one; then a burst of three.
+const FRAMES: u64 = 10;
+const BURST: u64 = 3;
+const SIZE: u32 = 64;
+/// What the child writes on its standard error, between libwayland's
+/// lines, when a wait returns.
+const MARKER: &str = "syncfile-test: waited for ";
+/// The rectangle even frames say changed.
+const RECT: vk::RectLayerKHR = vk::RectLayerKHR {
+    offset: vk::Offset2D { x: 4, y: 4 },
+    extent: vk::Extent2D {
+        width: 8,
+        height: 8,
+    },
+    layer: 0,
+};
+const RECT_ON_THE_WIRE: &str = "4, 4, 8, 8";
+/// The layer's damage for a frame without regions: the whole buffer.
+const WHOLE: &str = "0, 0, 2147483647, 2147483647";
+const WAIT_NS: u64 = 20_000_000_000;
+
+pub fn waits_follow_presentation_feedback() -> Outcome {
+    if let Some(why) = apps::prerequisites(&[]) {
+        return missing(why);
+    }
+    let weston = Weston::start(&OUTPUT)?;
+    let layer = Layer::new("timing")?;
+    let exe = this_binary()?;
+    for mode in ["fifo", "mailbox"] {
+        let env = [
+            (CHILD_VAR, "timing"),
+            (MODE_VAR, mode),
+            ("WAYLAND_DEBUG", "client"),
+        ];
+        let path = layer.file(&format!("{mode}.stderr"));
+        let mut command = layer.command(&weston, true, &exe, &[], &env);
+        command.stderr(std::fs::File::create(&path)?);
+        let out = apps::finish(command.spawn()?, RUN_LIMIT);
+        let log = std::fs::read_to_string(&path)?;
+        let context = |e: Failed| {
+            let m = e.message().unwrap_or_default();
+            format!("{mode}: {m}; stderr: {}", apps::tail(log.as_bytes()))
+        };
+        let out = out.map_err(context)?;
+        apps::succeeded(&out).map_err(context)?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let last = text.lines().last().ok_or("the child printed nothing")?;
+        let report: Value = serde_json::from_str(last)?;
+        let seen = judge(&report, &log).map_err(context)?;
+        apps::owned_and_presented(&layer.stats()?, FRAMES + BURST, "explicit").map_err(context)?;
+        eprintln!("{mode}: {seen}");
+    }
+    Ok(Completion::Completed)
+}
+
+fn judge(report: &Value, log: &str) -> Result<String, Failed> {
+    for w in report["waits"].as_array().into_iter().flatten() {
+        check(w["result"] == "SUCCESS", || {
+            format!("a wait failed: {report}")
+        })?;
+    }
+    // Messages with their line numbers, and where each wait returned.
+    let mut messages: Vec<Message<'_>> = Vec::new();
+    let mut lines = Vec::new();
+    let mut returned = Vec::new();
+    for (n, line) in log.lines().enumerate() {
+        if let Some(rest) = line.split(MARKER).nth(1) {
+            returned.push((rest.trim().parse::<u64>()?, n));
+        } else {
+            for m in wire::parse(line) {
+                messages.push(m);
+                lines.push(n);
+            }
+        }
+    }
+    let feedbacks: Vec<u32> = messages
+        .iter()
+        .filter(|m| m.request && m.is("wp_presentation", "feedback"))
+        .filter_map(Message::new_id)
+        .collect();
+    let frames = (FRAMES + BURST) as usize;
+    check(feedbacks.len() == frames, || {
+        format!(
+            "{} presentation feedbacks asked for {frames} frames",
+            feedbacks.len()
+        )
+    })?;
+    let settled = |id: u32| {
+        messages.iter().zip(&lines).find_map(|(m, &n)| {
+            let done = m.is("wp_presentation_feedback", "presented")
+                || m.is("wp_presentation_feedback", "discarded");
+            (!m.request && m.id == id && done).then_some((n, m.name))
+        })
+    };
+    let mut discarded = 0;
+    for &(k, at) in &returned {
+        let id = feedbacks[(k - 1) as usize];
+        let (n, how) = settled(id).ok_or_else(|| {
+            format!("the wait for frame {k} returned, but its feedback (#{id}) never settled")
+        })?;
+        check(n < at, || {
+            format!("the wait for frame {k} returned (line {at}) before its feedback #{id} said {how} (line {n})")
+        })?;
+        discarded += usize::from(how == "discarded");
+    }
+    check(returned.len() == FRAMES as usize + 2, || {
+        format!("{} waits returned", returned.len())
+    })?;
+    let surface = Surface::of(&messages, number(report, &["surface"]) as u32);
+    let commits: Vec<_> = surface
+        .commits
+        .iter()
+        .filter(|c| c.attaches(&surface.buffers))
+        .collect();
+    check(commits.len() == frames, || {
+        format!("{} frame commits", commits.len())
+    })?;
+    for (k, c) in (1u64..).zip(&commits) {
+        let damage: Vec<&str> = c
+            .requests
+            .iter()
+            .filter(|m| m.name == "damage_buffer")
+            .map(|m| m.args)
+            .collect();
+        let expected = if k % 2 == 0 { RECT_ON_THE_WIRE } else { WHOLE };
+        check(damage == [expected], || {
+            format!(
+                "frame {k}: damage {damage:?}, expected {expected}: {}",
+                c.show()
+            )
+        })?;
+    }
+    Ok(format!(
+        "{} waits, each after its feedback ({discarded} discarded), damage as presented on {} commits",
+        returned.len(),
+        commits.len()
+    ))
+}
+
+/// The child: frames with ids 1..=FRAMES, waiting for each, even ones with
+/// a changed rectangle; then a burst of three, waiting for the first and
+/// last.
+pub fn child() -> ChildResult<Value> {
+    let socket = std::env::var("WAYLAND_DISPLAY")?;
+    let mut app = App::connect_to(&socket).map_err(|e| format!("{e:?}"))?;
+    let mode = match std::env::var(MODE_VAR).as_deref() {
+        Ok("mailbox") => vk::PresentModeKHR::MAILBOX,
+        _ => vk::PresentModeKHR::FIFO,
+    };
+    let lock = Mutex::new(());
+    // SAFETY: the application's display and surface outlive `vk`.
+    let vk = unsafe { Vk::with(app.display_ptr(), app.surface_ptr(), true)? };
+    let mut chain = Chain::new(&vk, mode, SIZE)?;
+    let mut us = Vec::new();
+    let mut waits = Vec::new();
+    let mut wait = |chain: &Chain<'_>, k: u64| -> ChildResult<()> {
+        let r = chain.wait_for_present(k, WAIT_NS)?;
+        eprintln!("{MARKER}{k}");
+        waits.push(json!({ "id": k, "result": format!("{r:?}") }));
+        Ok(())
+    };
+    for k in 1..=FRAMES + BURST {
+        let extras = Extras {
+            id: k,
+            damage: (k % 2 == 0).then_some(RECT),
+        };
+        let shade = k as f32 / (FRAMES + BURST) as f32;
+        let r = chain.frame_with([shade, 0.5, 1.0 - shade, 1.0], &lock, &mut us, extras)?;
+        if r.as_raw() < 0 {
+            return Err(format!("vkQueuePresentKHR of frame {k}: {r:?}").into());
+        }
+        if k <= FRAMES {
+            wait(&chain, k)?;
+        }
+    }
+    wait(&chain, FRAMES + 1)?;
+    wait(&chain, FRAMES + BURST)?;
+    drop(chain);
+    drop(vk);
+    app.queue.roundtrip(&mut app.state)?;
+    Ok(json!({ "waits": waits, "surface": wayland_client::Proxy::id(&app.surface).protocol_id() }))
+}
