@@ -28,6 +28,7 @@ pub fn run(scenario: &str) -> Result<Value> {
         "leaks" => leaks(),
         "objects" => crate::objects::objects(),
         "refused" => crate::objects::refused(),
+        "refusable" => crate::objects::refusable(),
         "device_with_live_swapchain" => crate::lifetimes::device_with_live_swapchain(),
         "instance_with_live_surface" => crate::lifetimes::instance_with_live_surface(),
         "fork" => crate::lifetimes::fork(),

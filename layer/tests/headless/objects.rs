@@ -5,8 +5,11 @@
 //! enables an extension the layer refuses (the driver must then answer
 //! every surface query).
 
+use std::ffi::CString;
+
 use ash::vk;
 use serde_json::{json, Value};
+use VkLayer_syncfile_wsi::manifest::REFUSED_DEVICE_EXTENSIONS;
 
 use crate::client::{Chain, Options, Vk, COLOURS};
 use crate::common::child::{create_instance, Result};
@@ -210,10 +213,40 @@ fn answers(
     }
 }
 
-/// The surface queries' answers before and after a device that enables
-/// VK_EXT_swapchain_maintenance1 (which the layer refuses and hides) is
-/// made, and the swapchain made on it.
+/// Which of the extensions the layer refuses the first device lists (run
+/// without the layer, which would hide them).
+pub fn refusable() -> Result<Value> {
+    // SAFETY: loading the system's loader, as every application does.
+    let entry = unsafe { ash::Entry::load()? };
+    let instance = create_instance(&entry, &[], None)?;
+    // SAFETY: queries on the live instance, destroyed at the end.
+    let listed = unsafe {
+        let pd = *instance
+            .enumerate_physical_devices()?
+            .first()
+            .ok_or("no device")?;
+        let exts = instance.enumerate_device_extension_properties(pd)?;
+        instance.destroy_instance(None);
+        exts
+    };
+    let names: Vec<&str> = REFUSED_DEVICE_EXTENSIONS
+        .iter()
+        .map(|(n, _)| *n)
+        .filter(|n| {
+            listed.iter().any(|e| {
+                e.extension_name_as_c_str()
+                    .is_ok_and(|c| c.to_bytes() == n.as_bytes())
+            })
+        })
+        .collect();
+    Ok(json!({ "listed": names }))
+}
+
+/// The surface queries' answers before and after a device that enables the
+/// extension `PARAM` names (one the layer refuses and hides) is made, and
+/// the swapchain made on it.
 pub fn refused() -> Result<Value> {
+    let refused = CString::new(std::env::var(crate::child::PARAM)?)?;
     // SAFETY: loading the system's loader, as every application does.
     let entry = unsafe { ash::Entry::load()? };
     let instance = create_instance(
@@ -236,10 +269,7 @@ pub fn refused() -> Result<Value> {
         let queues = [vk::DeviceQueueCreateInfo::default()
             .queue_family_index(0)
             .queue_priorities(&priorities)];
-        let exts = [
-            ash::khr::swapchain::NAME.as_ptr(),
-            ash::ext::swapchain_maintenance1::NAME.as_ptr(),
-        ];
+        let exts = [ash::khr::swapchain::NAME.as_ptr(), refused.as_ptr()];
         let made = instance.create_device(
             pd,
             &vk::DeviceCreateInfo::default()
