@@ -5,6 +5,7 @@
 //! `VkPresentRegionsKHR` rectangle is its commit's `damage_buffer` (the
 //! whole buffer when it has none).
 
+use std::io::Write;
 use std::sync::Mutex;
 
 use ash::vk;
@@ -85,13 +86,23 @@ fn judge(report: &Value, log: &str) -> Result<String, Failed> {
     let mut lines = Vec::new();
     let mut returned = Vec::new();
     for (n, line) in log.lines().enumerate() {
-        if let Some(rest) = line.split(MARKER).nth(1) {
-            returned.push((rest.trim().parse::<u64>()?, n));
-        } else {
-            for m in wire::parse(line) {
-                messages.push(m);
-                lines.push(n);
+        // Another thread's line may share this one (libwayland writes in
+        // pieces): the marker's digits end at the first non-digit.
+        let (text, marker) = match line.split_once(MARKER) {
+            Some((before, after)) => {
+                let digits =
+                    after.len() - after.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+                returned.push((after[..digits].parse::<u64>()?, n));
+                (before, Some(&after[digits..]))
             }
+            None => (line, None),
+        };
+        for m in wire::parse(text)
+            .into_iter()
+            .chain(marker.into_iter().flat_map(wire::parse))
+        {
+            messages.push(m);
+            lines.push(n);
         }
     }
     let feedbacks: Vec<u32> = messages
@@ -176,7 +187,8 @@ pub fn child() -> ChildResult<Value> {
     let mut waits = Vec::new();
     let mut wait = |chain: &Chain<'_>, k: u64| -> ChildResult<()> {
         let r = chain.wait_for_present(k, WAIT_NS)?;
-        eprintln!("{MARKER}{k}");
+        // One write, so that libwayland's lines cannot split it.
+        std::io::stderr().write_all(format!("{MARKER}{k}\n").as_bytes())?;
         waits.push(json!({ "id": k, "result": format!("{r:?}") }));
         Ok(())
     };
