@@ -9,6 +9,7 @@
 
 mod app;
 mod apps;
+mod latency;
 mod modern_apps;
 mod protocol;
 mod timing;
@@ -34,13 +35,20 @@ type Test = fn() -> Outcome;
 const VM_VAR: &str = "SYNCFILE_WSI_VM";
 /// Set in a child process of this binary: the scenario it runs.
 pub const CHILD_VAR: &str = "SYNCFILE_TEST_CHILD";
+/// A child's present mode: `fifo` (the default) or `mailbox`.
+pub const MODE_VAR: &str = "SYNCFILE_TEST_PRESENT_MODE";
 
 /// A child scenario: its JSON, printed as the last line of its standard
 /// output, or why it failed.
 type Scenario = fn() -> common::child::Result<serde_json::Value>;
 
 /// The scenarios a child process of this binary can run, by name.
-const SCENARIOS: &[(&str, Scenario)] = &[("toolkit", toolkit::child), ("timing", timing::child)];
+const SCENARIOS: &[(&str, Scenario)] = &[
+    ("toolkit", toolkit::child),
+    ("timing", timing::child),
+    ("latency", latency::child),
+    ("lost_wait", timing::lost_wait_child),
+];
 
 /// `module::test` entries named as they are written.
 macro_rules! tests {
@@ -68,6 +76,7 @@ const TESTS: &[(&str, Test)] = tests![
     toolkit::commits_from_another_thread_explicit,
     toolkit::commits_from_another_thread_implicit,
     timing::waits_follow_presentation_feedback,
+    timing::wait_on_a_killed_compositor_is_lost,
     modern_apps::vkcube_incremental_present,
     modern_apps::mpv_libplacebo,
 ];

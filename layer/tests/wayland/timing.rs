@@ -3,7 +3,8 @@
 //! returns only after the compositor's `wp_presentation_feedback` for that
 //! frame's commit said `presented` or `discarded`, and each frame's
 //! `VkPresentRegionsKHR` rectangle is its commit's `damage_buffer` (the
-//! whole buffer when it has none).
+//! whole buffer when it has none). And a wait for a frame that will never
+//! be shown ends with `VK_ERROR_SURFACE_LOST_KHR` when weston dies.
 
 use std::io::Write;
 use std::sync::Mutex;
@@ -17,9 +18,8 @@ use crate::apps::{self, number, Layer, OUTPUT, RUN_LIMIT};
 use crate::common::child::Result as ChildResult;
 use crate::vulkan::{Chain, Extras, Vk};
 use crate::wire::{self, Message, Surface};
-use crate::{check, missing, this_binary, Outcome, Weston, CHILD_VAR};
+use crate::{check, missing, this_binary, Outcome, Weston, CHILD_VAR, MODE_VAR};
 
-const MODE_VAR: &str = "SYNCFILE_TEST_PRESENT_MODE";
 /// Frames waited for one by one; then a burst of three.
 const FRAMES: u64 = 10;
 const BURST: u64 = 3;
@@ -40,6 +40,12 @@ const RECT_ON_THE_WIRE: &str = "4, 4, 8, 8";
 /// The layer's damage for a frame without regions: the whole buffer.
 const WHOLE: &str = "0, 0, 2147483647, 2147483647";
 const WAIT_NS: u64 = 20_000_000_000;
+/// What the child of the lost-compositor test writes just before it waits
+/// for a frame that weston will never show.
+const LOST_MARKER: &str = "syncfile-test: waiting for a frame never shown\n";
+/// That wait's timeout: far beyond the test's own run, so that only the
+/// lost connection can end it before the run limit.
+const LOST_WAIT_NS: u64 = 3_600_000_000_000;
 
 pub fn waits_follow_presentation_feedback() -> Outcome {
     if let Some(why) = apps::prerequisites(&[]) {
@@ -212,4 +218,80 @@ pub fn child() -> ChildResult<Value> {
     drop(vk);
     app.queue.roundtrip(&mut app.state)?;
     Ok(json!({ "waits": waits, "surface": wayland_client::Proxy::id(&app.surface).protocol_id() }))
+}
+
+/// A wait for a frame the compositor will never show, while the compositor
+/// dies (SIGKILL): `vkWaitForPresentKHR` returns `VK_ERROR_SURFACE_LOST_KHR`
+/// instead of waiting out its (hour-long) timeout.
+pub fn wait_on_a_killed_compositor_is_lost() -> Outcome {
+    if let Some(why) = apps::prerequisites(&[]) {
+        return missing(why);
+    }
+    let weston = Weston::start(&OUTPUT)?;
+    let layer = Layer::new("timing-lost")?;
+    let path = layer.file("stderr");
+    let mut command = layer.command(
+        &weston,
+        true,
+        &this_binary()?,
+        &[],
+        &[(CHILD_VAR, "lost_wait")],
+    );
+    command.stderr(std::fs::File::create(&path)?);
+    let child = command.spawn()?;
+    let started = std::time::Instant::now();
+    while !std::fs::read_to_string(&path)?.contains(LOST_MARKER) {
+        check(started.elapsed() < RUN_LIMIT, || {
+            "the child never began its wait".into()
+        })?;
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    // Let the wait begin (the marker comes just before the call).
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    weston.kill()?;
+    let out = apps::finish(child, RUN_LIMIT)?;
+    let log = std::fs::read_to_string(&path)?;
+    apps::succeeded(&out).map_err(|e| {
+        let m = e.message().unwrap_or_default();
+        format!("{m}; stderr: {}", apps::tail(log.as_bytes()))
+    })?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let report: Value =
+        serde_json::from_str(text.lines().last().ok_or("the child printed nothing")?)?;
+    check(report["first"] == "SUCCESS", || {
+        format!("the wait for a shown frame: {report}")
+    })?;
+    check(report["lost"] == "ERROR_SURFACE_LOST_KHR", || {
+        format!(
+            "the wait on the dead compositor: {report}; stderr: {}",
+            apps::tail(log.as_bytes())
+        )
+    })?;
+    Ok(Completion::Completed)
+}
+
+/// The child: frame 1, waited for; then frame 2's wait for id 3, which no
+/// present carries, while the parent kills weston.
+pub fn lost_wait_child() -> ChildResult<Value> {
+    let socket = std::env::var("WAYLAND_DISPLAY")?;
+    let app = App::connect_to(&socket).map_err(|e| format!("{e:?}"))?;
+    let lock = Mutex::new(());
+    // SAFETY: the application's display and surface outlive `vk`.
+    let vk = unsafe { Vk::with(app.display_ptr(), app.surface_ptr(), true)? };
+    let mut chain = Chain::new(&vk, vk::PresentModeKHR::FIFO, SIZE)?;
+    let mut us = Vec::new();
+    let mut present = |chain: &mut Chain<'_>, id| -> ChildResult<()> {
+        let extras = Extras { id, damage: None };
+        let r = chain.frame_with([0.2, 0.4, 0.6, 1.0], &lock, &mut us, extras)?;
+        if r.as_raw() < 0 {
+            return Err(format!("vkQueuePresentKHR of frame {id}: {r:?}").into());
+        }
+        Ok(())
+    };
+    present(&mut chain, 1)?;
+    let first = chain.wait_for_present(1, WAIT_NS)?;
+    present(&mut chain, 2)?;
+    std::io::stderr().write_all(LOST_MARKER.as_bytes())?;
+    let lost = chain.wait_for_present(3, LOST_WAIT_NS)?;
+    Ok(json!({ "first": format!("{first:?}"), "lost": format!("{lost:?}") }))
 }

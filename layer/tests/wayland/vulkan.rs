@@ -170,6 +170,9 @@ pub struct Chain<'a> {
     cmds: Vec<vk::CommandBuffer>,
     fences: [vk::Fence; SLOTS],
     frame: usize,
+    /// When the last `vkQueuePresentKHR` was called, in ns of `clock`.
+    pub present_called_ns: u64,
+    pub clock: rustix::time::ClockId,
 }
 
 impl<'a> Chain<'a> {
@@ -239,6 +242,8 @@ impl<'a> Chain<'a> {
                 cmds: Vec::new(),
                 fences: [vk::Fence::null(); SLOTS],
                 frame: 0,
+                present_called_ns: 0,
+                clock: rustix::time::ClockId::Monotonic,
             };
             let semaphore = || vk.device.create_semaphore(&Default::default(), None);
             for _ in 0..chain.images.len() {
@@ -326,6 +331,7 @@ impl<'a> Chain<'a> {
                 info = info.push_next(&mut region_info);
             }
             let _surface = surface_lock.lock().unwrap_or_else(|e| e.into_inner());
+            self.present_called_ns = now_ns(self.clock);
             let started = Instant::now();
             let result = self.vk.swapchain_fn.queue_present(self.vk.queue, &info);
             present_us.push(started.elapsed().as_micros() as u64);
@@ -354,6 +360,11 @@ impl Chain<'_> {
             },
         )
     }
+}
+
+fn now_ns(clock: rustix::time::ClockId) -> u64 {
+    let t = rustix::time::clock_gettime(clock);
+    t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
 }
 
 impl Drop for Chain<'_> {
