@@ -39,7 +39,7 @@ use crate::vulkan::newer;
 use crate::wsi::bridge;
 use crate::wsi::capture::{Capture, LINEAR};
 use crate::wsi::platform::{
-    monotonic_now_ns, sizeless_capabilities, Allocator, Buffer, ConsumerImage, Frame,
+    monotonic_now_ns, sizeless_capabilities, Allocator, Buffer, ConsumerImages, Frame,
     PlatformError, PlatformSurface, Presenter, PresenterConfig, Returns, Shown,
 };
 
@@ -158,7 +158,7 @@ impl Presenter for HeadlessPresenter {
 
 struct Consumer {
     inbox: Inbox<Frame>,
-    images: Vec<ConsumerImage>,
+    images: ConsumerImages,
     returns: Arc<dyn Returns>,
     opaque: bool,
     capture: Option<Capture>,
@@ -246,7 +246,9 @@ impl Consumer {
     }
 
     fn rendered(&self, f: Frame) -> bool {
-        bridge::render_done(&self.images[f.index as usize].buffer.dma_buf).unwrap_or(true)
+        self.images
+            .get(f.index)
+            .is_none_or(|i| bridge::render_done(&i.buffer.dma_buf).unwrap_or(true))
     }
 
     /// Takes the frame to show at a flip off the queue: its head, or for
@@ -301,9 +303,9 @@ impl Consumer {
     }
 
     fn flip(&mut self, f: Frame, at: Instant) {
-        if let Some(c) = &self.capture {
+        if let (Some(c), Some(image)) = (&self.capture, self.images.get(f.index)) {
             if c.wants(f.seq) {
-                c.write(f.seq, &self.images[f.index as usize], self.opaque);
+                c.write(f.seq, image, self.opaque);
             }
         }
         if let Some(old) = self.front.replace(f.index) {
@@ -331,7 +333,9 @@ impl Consumer {
         let Some(c) = self.capture.as_ref().filter(|c| c.wants(f.seq)) else {
             return;
         };
-        let image = &self.images[f.index as usize];
+        let Some(image) = self.images.get(f.index) else {
+            return;
+        };
         if bridge::wait_for_render(&image.buffer.dma_buf, None).unwrap_or(false) {
             c.write(f.seq, image, self.opaque);
         }
@@ -355,9 +359,9 @@ impl Consumer {
             PollFd::from_borrowed_fd(wake, PollFlags::IN),
             PollFd::from_borrowed_fd(wake, PollFlags::empty()),
         ];
-        let n = match image {
-            Some(i) => {
-                fds[1] = bridge::render_done_poll(&self.images[i as usize].buffer.dma_buf);
+        let n = match image.and_then(|i| self.images.get(i)) {
+            Some(image) => {
+                fds[1] = bridge::render_done_poll(&image.buffer.dma_buf);
                 2
             }
             None => 1,

@@ -117,6 +117,9 @@ pub enum Counter {
     SwapchainsDestroyedRunning,
     /// Swapchains the application left alive at vkDestroyDevice.
     SwapchainsLeaked,
+    /// Images whose memory was bound at their first acquire (deferred
+    /// allocation).
+    ImagesBoundAtAcquire,
     /// Surfaces the application left alive at vkDestroyInstance.
     SurfacesLeaked,
     FramesPresented,
@@ -359,6 +362,7 @@ pub fn snapshot(settings: &Settings, event: Event) -> Value {
             "failed": get(SwapchainsFailed),
             "destroyed_unfinished": get(SwapchainsDestroyedRunning),
             "leaked": get(SwapchainsLeaked),
+            "images_bound_at_acquire": get(ImagesBoundAtAcquire),
         },
         "frames": {
             "presented": get(FramesPresented),

@@ -19,7 +19,7 @@
 //!   dma-buf), from whatever thread it learns it on, and reports a surface
 //!   that is out of date or lost the same way.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use ash::vk;
 use syncfile::{DmaBuf, SyncFile};
@@ -104,6 +104,35 @@ pub struct ConsumerImage {
     pub extent: vk::Extent2D,
 }
 
+/// A swapchain's images as their consumer sees them, by index: each set
+/// once, when its memory is bound (at creation, or at its first acquire if
+/// the application deferred the allocation), so always before its first
+/// present. The swapchain sets them; its presenter and its [`Returns`] read.
+#[derive(Clone)]
+pub struct ConsumerImages(Arc<[OnceLock<ConsumerImage>]>);
+
+impl ConsumerImages {
+    pub fn new(count: usize) -> Self {
+        Self((0..count).map(|_| OnceLock::new()).collect())
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Image `index`, if its memory is bound.
+    pub fn get(&self, index: u32) -> Option<&ConsumerImage> {
+        self.0.get(index as usize)?.get()
+    }
+
+    /// Binds image `index`; the first binding stays.
+    pub fn set(&self, index: u32, image: ConsumerImage) {
+        if let Some(slot) = self.0.get(index as usize) {
+            let _ = slot.set(image);
+        }
+    }
+}
+
 /// One presented image: its index, the frame's number (presents since the
 /// process started, from 0, which names captured frames and reports what
 /// became of it), and how to show it.
@@ -142,7 +171,10 @@ pub enum Shown {
 
 /// What a presenter is made for.
 pub struct PresenterConfig<'a> {
-    pub images: Vec<ConsumerImage>,
+    pub images: ConsumerImages,
+    /// Every image's format and DRM format modifier (bound or not yet).
+    pub format: Format,
+    pub modifier: u64,
     pub present_mode: vk::PresentModeKHR,
     pub composite_alpha: vk::CompositeAlphaFlagsKHR,
     pub returns: Arc<dyn Returns>,

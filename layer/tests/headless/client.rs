@@ -9,7 +9,6 @@ use ash::vk;
 use crate::common::child::{create_instance, Result};
 use crate::common::validation;
 use crate::messenger::on_message;
-use crate::record::record_clear;
 
 #[path = "extras.rs"]
 mod extras;
@@ -372,8 +371,11 @@ pub struct Chain<'a> {
     pub format: vk::Format,
     pub usage: vk::ImageUsageFlags,
     pub min_image_count: u32,
-    /// Per image: clear to the image's colour, then to PRESENT_SRC.
+    /// Per image: clear to the image's colour, then to PRESENT_SRC;
+    /// recorded at creation, or at the image's first acquire when its
+    /// memory is bound then (a deferred allocation).
     cmds: Vec<vk::CommandBuffer>,
+    recorded: Vec<bool>,
     /// Per image: signalled by its frame's submission, waited by its present
     /// (re-signalled only after the image came back from the consumer).
     pub rendered: Vec<vk::Semaphore>,
@@ -487,6 +489,7 @@ impl<'a> Chain<'a> {
                 usage,
                 min_image_count: caps.min_image_count,
                 cmds: Vec::new(),
+                recorded: Vec::new(),
                 rendered: Vec::new(),
                 acquired: [vk::Semaphore::null(); SLOTS],
                 fences: [vk::Fence::null(); SLOTS],
@@ -498,8 +501,14 @@ impl<'a> Chain<'a> {
                     .level(vk::CommandBufferLevel::PRIMARY)
                     .command_buffer_count(chain.images.len() as u32),
             )?;
-            for (i, (&cmd, &image)) in chain.cmds.iter().zip(&chain.images).enumerate() {
-                record_clear(&vk.device, cmd, image, COLOURS[i % COLOURS.len()])?;
+            let deferred = switch
+                .flags
+                .contains(vk::SwapchainCreateFlagsKHR::DEFERRED_MEMORY_ALLOCATION_EXT);
+            chain.recorded = vec![false; chain.images.len()];
+            for i in 0..chain.images.len() as u32 {
+                if !deferred {
+                    chain.record(i)?;
+                }
                 chain.rendered.push(vk.semaphore()?);
             }
             for slot in 0..SLOTS {
@@ -536,28 +545,6 @@ impl<'a> Chain<'a> {
         self.present_with(index, wait, &Extras::default())
     }
 
-    /// Submits image `index`'s clear, waiting for `wait` (an acquire
-    /// semaphore), signalling its `rendered` semaphore and `fence`.
-    pub fn submit_clear(&self, index: u32, wait: vk::Semaphore, fence: vk::Fence) -> Result<()> {
-        let waits = [wait];
-        let stages = [vk::PipelineStageFlags::TRANSFER];
-        let cmds = [self.cmds[index as usize]];
-        let signals = [self.rendered[index as usize]];
-        let mut submit = vk::SubmitInfo::default()
-            .command_buffers(&cmds)
-            .signal_semaphores(&signals);
-        if wait != vk::Semaphore::null() {
-            submit = submit.wait_semaphores(&waits).wait_dst_stage_mask(&stages);
-        }
-        // SAFETY: recorded command buffers (simultaneous use) of live objects.
-        unsafe {
-            self.vk
-                .device
-                .queue_submit(self.vk.queue, &[submit], fence)?
-        };
-        Ok(())
-    }
-
     /// One whole frame, as a correct application renders it; returns the
     /// image index.
     pub fn frame(&mut self) -> Result<u32> {
@@ -579,6 +566,9 @@ impl<'a> Chain<'a> {
         let index = self
             .acquire(u64::MAX, self.acquired[slot], vk::Fence::null())
             .map_err(|e| format!("vkAcquireNextImageKHR: {e:?}"))?;
+        if !self.recorded[index as usize] {
+            self.record(index)?;
+        }
         self.submit_clear(index, self.acquired[slot], fence)?;
         self.present_with(index, &[self.rendered[index as usize]], extras)
             .map_err(|e| format!("vkQueuePresentKHR: {e:?}"))?;

@@ -4,7 +4,9 @@
 
 use ash::vk;
 
-use super::Chain;
+use super::{Chain, COLOURS};
+use crate::common::child::Result;
+use crate::record::record_clear;
 
 /// `VK_STRUCTURE_TYPE_PRESENT_ID_2_KHR` (vk.xml; newer than ash).
 pub const PRESENT_ID_2: vk::StructureType = vk::StructureType::from_raw(1_000_479_001);
@@ -82,5 +84,42 @@ impl Chain<'_> {
         // SAFETY: an image this application acquired, whose rendering
         // signals (or signalled) `wait`.
         unsafe { self.vk.swapchain_fn.queue_present(self.vk.queue, &info) }.map(|_| ())
+    }
+}
+
+impl Chain<'_> {
+    /// Records image `index`'s clear.
+    pub(super) fn record(&mut self, index: u32) -> Result<()> {
+        let i = index as usize;
+        record_clear(
+            &self.vk.device,
+            self.cmds[i],
+            self.images[i],
+            COLOURS[i % COLOURS.len()],
+        )?;
+        self.recorded[i] = true;
+        Ok(())
+    }
+
+    /// Submits image `index`'s clear, waiting for `wait` (an acquire
+    /// semaphore), signalling its `rendered` semaphore and `fence`.
+    pub fn submit_clear(&self, index: u32, wait: vk::Semaphore, fence: vk::Fence) -> Result<()> {
+        let waits = [wait];
+        let stages = [vk::PipelineStageFlags::TRANSFER];
+        let cmds = [self.cmds[index as usize]];
+        let signals = [self.rendered[index as usize]];
+        let mut submit = vk::SubmitInfo::default()
+            .command_buffers(&cmds)
+            .signal_semaphores(&signals);
+        if wait != vk::Semaphore::null() {
+            submit = submit.wait_semaphores(&waits).wait_dst_stage_mask(&stages);
+        }
+        // SAFETY: recorded command buffers (simultaneous use) of live objects.
+        unsafe {
+            self.vk
+                .device
+                .queue_submit(self.vk.queue, &[submit], fence)?
+        };
+        Ok(())
     }
 }

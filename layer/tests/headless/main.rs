@@ -20,6 +20,7 @@ mod client;
 #[path = "../common/mod.rs"]
 mod common;
 mod core;
+mod deferred;
 mod fds;
 mod held;
 mod lifetimes;

@@ -1,7 +1,7 @@
 //! The modern swapchain extensions on the layer's headless swapchains, as
 //! an application enabling them uses them: present ids and waits in every
-//! mode, present fences, present-mode switching, image release, display
-//! timing, damage and HDR metadata, and the "2" versions of ids and waits.
+//! mode, present fences, present-mode switching, image release, deferred
+//! allocation (`deferred.rs`), display timing, damage and HDR metadata, and the "2" versions of ids and waits.
 //!
 //! The child records what the spec lets it observe from outside the
 //! layer: the driver's fences (the render's, the present's), its own
@@ -152,6 +152,7 @@ pub fn modern() -> Result<Value> {
     out["modes"] = Value::Object(modes);
     out["switching"] = switching(&vk, &fns)?;
     out["release"] = release(&vk, &fns)?;
+    out["deferred"] = crate::deferred::deferred(&vk, &fns.maintenance)?;
     out["timing"] = timing(&vk, &fns)?;
     if with2 {
         out["two"] = two(&vk, &fns)?;

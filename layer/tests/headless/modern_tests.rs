@@ -128,19 +128,45 @@ fn judge(m: &Machine, below: bool) -> Outcome {
             && is(&rel["release_all"], "SUCCESS"),
         || format!("a released image must be acquirable again: {rel}"),
     )?;
+    judge_deferred(&r["deferred"])?;
     judge_timing(&r["timing"])?;
     let stats = s.stats()?;
     check(stat(&stats, stats_keys::SWAPCHAINS) >= 8, || {
         format!("the layer did not own the swapchains: {stats}")
     })?;
     println!(
-        "modern ({}): 5 modes × 6 waited frames + bursts, switching FIFO {:.0} ms / latest-ready {:.0} ms for 5 frames at {REFRESH_HZ} Hz, past timings {}",
+        "modern ({}): 5 modes × 6 waited frames + bursts, switching FIFO {:.0} ms / latest-ready {:.0} ms for 5 frames at {REFRESH_HZ} Hz, past timings {}, deferred allocation: {} of {} images bound, {} dma-bufs before the first acquire",
         if below { "validation below" } else { "validation above" },
         sw["phases"]["fifo"]["ns"].as_f64().unwrap_or(0.0) / 1e6,
         sw["phases"]["fifolatestready"]["ns"].as_f64().unwrap_or(0.0) / 1e6,
-        r["timing"]["past"]
+        r["timing"]["past"],
+        r["deferred"]["acquired"],
+        r["deferred"]["images"],
+        r["deferred"]["created"],
     );
     Ok(Completion::Completed)
+}
+
+/// A deferred swapchain's images get their dma-bufs one by one, at each
+/// one's first acquire, as many per image as an eager swapchain's have.
+fn judge_deferred(d: &Value) -> Result<(), Failed> {
+    let n = |k: &str| d[k].as_u64().unwrap_or(u64::MAX);
+    let images = n("images");
+    let per_image = n("eager") / images.max(1);
+    check(
+        images > 0 && per_image > 0 && n("eager") == per_image * images && n("left_by_eager") == 0,
+        || format!("an eager swapchain's images must each have their dma-bufs, freed with it: {d}"),
+    )?;
+    check(n("created") == 0, || {
+        format!("a deferred swapchain has dma-bufs before any acquire: {d}")
+    })?;
+    check(n("after_first") == per_image, || {
+        format!("the first acquire must bind exactly one image: {d}")
+    })?;
+    check(n("after_frames") == per_image * n("acquired"), || {
+        format!("each image acquired must be bound once, and only those: {d}")
+    })?;
+    Ok(())
 }
 
 /// The refresh is the virtual display's; every frame's past timing falls

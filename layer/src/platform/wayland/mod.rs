@@ -40,7 +40,6 @@ mod presenter;
 mod timing;
 
 use std::ffi::c_void;
-use std::os::fd::AsFd;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -241,31 +240,24 @@ impl PlatformSurface for WaylandSurface {
         // SAFETY: as for the display; the surface outlives the swapchain.
         let link = unsafe { SurfaceLink::new(&client, self.surface.as_ptr(), explicit) }?;
         let opaque = config.composite_alpha == vk::CompositeAlphaFlagsKHR::OPAQUE;
-        let mut buffers = Vec::with_capacity(config.images.len());
         // The same for every image of a swapchain.
-        let mut format = 0;
-        for (i, image) in config.images.iter().enumerate() {
-            let b = &image.buffer;
-            format = drm_format(client.offer(), image.format.vk, opaque, b.modifier)?;
-            let desc = BufferDesc {
-                width: image.extent.width,
-                height: image.extent.height,
-                format,
-                modifier: b.modifier,
-                planes: vec![Plane {
-                    fd: b.dma_buf.as_fd(),
-                    offset: b.offset.try_into().map_err(|_| WaylandError::Layout)?,
-                    stride: b.stride.try_into().map_err(|_| WaylandError::Layout)?,
-                }],
-            };
-            buffers.push(client.create_buffer(&desc, i as u32)?);
-        }
+        let format = drm_format(client.offer(), config.format.vk, opaque, config.modifier)?;
+        // Images whose memory is bound later get theirs at first present.
+        let buffers = (0..config.images.len() as u32)
+            .map(|i| {
+                config
+                    .images
+                    .get(i)
+                    .map(|image| presenter::wl_buffer(&client, image, format, i))
+                    .transpose()
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         // A buffer the compositor refuses is a protocol error: seen here,
         // not at the first present.
         events.roundtrip()?;
         tracing::info!(
             "Wayland swapchain: {} images, {:?}, {} sync",
-            buffers.len(),
+            config.images.len(),
             config.present_mode,
             if explicit { "explicit" } else { "implicit" }
         );
@@ -273,7 +265,7 @@ impl PlatformSurface for WaylandSurface {
             client,
             events,
             link,
-            buffers,
+            (buffers, config.images),
             format,
             config.returns,
         )?))

@@ -32,10 +32,12 @@ use wayland_client::protocol::wl_buffer::WlBuffer;
 use super::client::Events;
 use super::formats::{self, Fourcc, Tranches};
 use super::link::Commit;
-use super::{Client, Release, SurfaceLink, WaylandError};
+use super::{BufferDesc, Client, Plane, Release, SurfaceLink, WaylandError};
 use crate::plumbing::guard::try_guard;
 use crate::plumbing::stats::{self, Counter, Wait};
-use crate::wsi::platform::{Frame, PlatformError, Presenter, Returns};
+use crate::wsi::platform::{
+    ConsumerImage, ConsumerImages, Frame, PlatformError, Presenter, Returns,
+};
 
 /// How long the event thread sleeps when nothing happens; a stop rings
 /// it awake.
@@ -58,7 +60,10 @@ pub struct WaylandPresenter {
 struct Requests {
     client: Client,
     link: Option<SurfaceLink>,
-    buffers: Vec<WlBuffer>,
+    /// Each image's buffer, once its memory is bound.
+    buffers: Vec<Option<WlBuffer>>,
+    images: ConsumerImages,
+    format: Fourcc,
     /// Frame callbacks asked for so far.
     frames_asked: u64,
     /// Whether `FIFO_WAIT` has run out once (logged once per swapchain).
@@ -90,14 +95,14 @@ impl Shared {
 }
 
 impl WaylandPresenter {
-    /// Starts presenting a swapchain whose `wl_buffer`s are `buffers` (one
-    /// per image, in order, all of DRM format `format`) on `link`; the
-    /// event thread takes `events`.
+    /// Starts presenting a swapchain of `images` (all of DRM format
+    /// `format`), whose `wl_buffer`s are `buffers` for those bound so far,
+    /// on `link`; the event thread takes `events`.
     pub fn start(
         client: Client,
         events: Events,
         link: SurfaceLink,
-        buffers: Vec<WlBuffer>,
+        (buffers, images): (Vec<Option<WlBuffer>>, ConsumerImages),
         format: Fourcc,
         returns: Arc<dyn Returns>,
     ) -> Result<Self, PlatformError> {
@@ -125,6 +130,8 @@ impl WaylandPresenter {
                 client,
                 link: Some(link),
                 buffers,
+                images,
+                format,
                 frames_asked: 0,
                 fifo_timed_out: false,
                 timing_ignored: false,
@@ -172,6 +179,51 @@ impl WaylandPresenter {
     }
 }
 
+impl Requests {
+    /// Makes image `index`'s buffer if it has none (its memory was bound
+    /// at its first acquire, after the swapchain was made).
+    fn make_buffer(&mut self, index: u32) -> Result<(), vk::Result> {
+        let slot = self
+            .buffers
+            .get_mut(index as usize)
+            .ok_or(vk::Result::ERROR_OUT_OF_DATE_KHR)?;
+        if slot.is_none() {
+            let image = self
+                .images
+                .get(index)
+                .ok_or(vk::Result::ERROR_OUT_OF_DATE_KHR)?;
+            let buffer = wl_buffer(&self.client, image, self.format, index).map_err(|e| {
+                tracing::error!("vkQueuePresentKHR: the image's wl_buffer: {e}");
+                vk::Result::ERROR_SURFACE_LOST_KHR
+            })?;
+            *slot = Some(buffer);
+        }
+        Ok(())
+    }
+}
+
+/// The `wl_buffer` of swapchain image `index`, in DRM format `format`.
+pub fn wl_buffer(
+    client: &Client,
+    image: &ConsumerImage,
+    format: Fourcc,
+    index: u32,
+) -> Result<WlBuffer, PlatformError> {
+    let b = &image.buffer;
+    let desc = BufferDesc {
+        width: image.extent.width,
+        height: image.extent.height,
+        format,
+        modifier: b.modifier,
+        planes: vec![Plane {
+            fd: b.dma_buf.as_fd(),
+            offset: b.offset.try_into().map_err(|_| WaylandError::Layout)?,
+            stride: b.stride.try_into().map_err(|_| WaylandError::Layout)?,
+        }],
+    };
+    Ok(client.create_buffer(&desc, index)?)
+}
+
 impl Presenter for WaylandPresenter {
     fn present(
         &self,
@@ -193,10 +245,13 @@ impl Presenter for WaylandPresenter {
             requests.timing_ignored = true;
             tracing::info!("the compositor offers no wp_commit_timing_v1: desired present times are not kept (the past timings say when frames were shown); logged once per swapchain");
         }
+        if let Err(r) = requests.make_buffer(frame.index) {
+            return r;
+        }
         let Some(link) = &requests.link else {
             return vk::Result::ERROR_OUT_OF_DATE_KHR;
         };
-        let Some(buffer) = requests.buffers.get(frame.index as usize) else {
+        let Some(Some(buffer)) = requests.buffers.get(frame.index as usize) else {
             return vk::Result::ERROR_OUT_OF_DATE_KHR;
         };
         let explicit = link.explicit();
@@ -245,7 +300,7 @@ impl Presenter for WaylandPresenter {
         // requests below still free the compositor's objects.
         let events = thread.join().ok();
         let mut requests = self.requests.lock().unwrap_or_else(|e| e.into_inner());
-        for b in requests.buffers.drain(..) {
+        for b in requests.buffers.drain(..).flatten() {
             b.destroy();
         }
         requests.link = None;

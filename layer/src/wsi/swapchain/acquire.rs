@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 
 use ash::vk;
 
+use super::create::consumer_image;
 use super::device::PendingAcquire;
+use super::error::SwapchainError;
 use super::pool::Take;
 use super::Swapchain;
 use crate::plumbing::stats::{self, Counter, CpuTimer, Wait, ACQUIRE_CPU};
@@ -62,13 +64,39 @@ impl Swapchain {
         if let Some(since) = waited_since {
             stats::waited(Wait::NoFreeImage, since.elapsed());
         }
-        match self.sync(index, timeout, deadline, semaphore, fence) {
+        match self
+            .bind(index)
+            .and_then(|()| self.sync(index, timeout, deadline, semaphore, fence))
+        {
             Ok(()) => Ok((index, status)),
             Err(e) => {
                 self.pool.untake(index);
                 Err(e)
             }
         }
+    }
+
+    /// Gives image `index` its memory if the application deferred that to
+    /// its first acquire (`VK_SWAPCHAIN_CREATE_DEFERRED_MEMORY_ALLOCATION_BIT_EXT`).
+    fn bind(&self, index: u32) -> Result<(), vk::Result> {
+        let image = &self.images[index as usize];
+        let out_of_memory = |e: SwapchainError| {
+            tracing::error!(
+                "vkAcquireNextImageKHR: binding the deferred memory of image {index}: {e}"
+            );
+            vk::Result::ERROR_OUT_OF_DEVICE_MEMORY
+        };
+        if image.bind(&self.wsi.ctx()).map_err(out_of_memory)? {
+            let consumer =
+                consumer_image(image, self.format, self.extent).map_err(out_of_memory)?;
+            self.consumer.set(index, consumer);
+            tracing::debug!(
+                "image {index} of {} bound at its first acquire",
+                self.describe()
+            );
+            stats::count(Counter::ImagesBoundAtAcquire);
+        }
+        Ok(())
     }
 
     fn sync(
@@ -80,7 +108,7 @@ impl Swapchain {
         fence: vk::Fence,
     ) -> Result<(), vk::Result> {
         let image = &self.images[index as usize];
-        let Some(dma_buf) = &image.dma_buf else {
+        let Some(dma_buf) = image.dma_buf.get() else {
             return Err(vk::Result::ERROR_OUT_OF_DATE_KHR);
         };
         let fence_file = if self.acquire_polls {

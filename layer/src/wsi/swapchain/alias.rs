@@ -213,7 +213,7 @@ fn import(
     let dma_buf = s
         .images
         .get(index as usize)
-        .and_then(|i| i.dma_buf.as_ref())
+        .and_then(|i| i.dma_buf.get())
         .ok_or(vk::Result::ERROR_OUT_OF_DEVICE_MEMORY)?;
     let d = &device.fns;
     let fd = rustix::io::fcntl_dupfd_cloexec(dma_buf.as_fd(), 0)

@@ -24,11 +24,11 @@ use super::{retire, PresentPath, Returned, Swapchain, SWAPCHAINS};
 use crate::plumbing::settings::SyncMode;
 use crate::plumbing::stats::{self, Counter, Fallback};
 use crate::vulkan::array;
-use crate::vulkan::caps::{self, ImageParams};
+use crate::vulkan::caps::{self, Format, ImageParams};
 use crate::vulkan::chain::find;
 use crate::vulkan::device::{DeviceState, Owned};
 use crate::vulkan::{newer, objects};
-use crate::wsi::platform::{Buffer, ConsumerImage, PresenterConfig};
+use crate::wsi::platform::{Buffer, ConsumerImage, ConsumerImages, PresenterConfig};
 use crate::wsi::surface::{self, Surface};
 
 /// `vkCreateSwapchainKHR`: the layer's own swapchain for a surface it owns
@@ -300,14 +300,30 @@ fn create(
         memory: &owned.memory,
     };
     let allocator = surface.platform.allocator(settings);
+    // Memory for the consumer's buffers comes with the buffers, so only
+    // driver-allocated images can wait for their first acquire; the first
+    // one binds now all the same if the kernel's sync_file ioctls are yet
+    // to be probed, which takes a dma-buf.
+    let deferred = allocator.is_none()
+        && info
+            .flags
+            .contains(newer::SWAPCHAIN_CREATE_DEFERRED_MEMORY_ALLOCATION);
     let mut images = Images {
         wsi: &wsi,
         list: Vec::with_capacity(info.min_image_count as usize),
     };
     let ctx = wsi.ctx();
-    for _ in 0..info.min_image_count {
+    for i in 0..info.min_image_count {
+        // One modifier for every image, the one the driver chose first:
+        // consumers and aliases take a swapchain's layout from one image.
+        let chosen = images.list.first().map(|f: &Image| [f.modifier]);
+        let spec = ImageSpec {
+            modifiers: chosen.as_ref().map_or(spec.modifiers, |m| &m[..]),
+            ..spec
+        };
+        let bind = !deferred || (i == 0 && syncfile::probe::cached().is_none());
         let image = match &allocator {
-            None => Image::export(&ctx, &spec)?,
+            None => Image::export(&ctx, &spec, bind)?,
             Some(a) => Image::import(
                 &ctx,
                 &spec,
@@ -322,25 +338,23 @@ fn create(
         image.add_sync(&ctx, fallback.is_none())?;
     }
     let pool = Arc::new(Pool::new(info.min_image_count));
-    let mut consumer_images = Vec::with_capacity(images.list.len());
-    let mut dma_bufs = Vec::with_capacity(images.list.len());
-    for image in &images.list {
-        consumer_images.push(ConsumerImage {
-            buffer: buffer_of(image)?,
-            format,
-            extent: info.image_extent,
-        });
-        dma_bufs.push(buffer_of(image)?.dma_buf);
+    let consumer = ConsumerImages::new(images.list.len());
+    for (i, image) in (0..).zip(&images.list) {
+        if image.dma_buf.get().is_some() {
+            consumer.set(i, consumer_image(image, format, info.image_extent)?);
+        }
     }
     let history = Arc::new(History::new());
     let returned = Arc::new(Returned {
         pool: pool.clone(),
-        dma_bufs,
+        images: consumer.clone(),
         history: history.clone(),
     });
     let presenter: Arc<dyn crate::wsi::platform::Presenter> =
         Arc::from(surface.platform.create_presenter(PresenterConfig {
-            images: consumer_images,
+            images: consumer.clone(),
+            format,
+            modifier: images.list[0].modifier,
             present_mode: info.present_mode,
             composite_alpha: info.composite_alpha,
             returns: returned,
@@ -371,10 +385,10 @@ fn create(
         info.image_extent.width,
         info.image_extent.height,
         list[0].modifier,
-        if allocator.is_some() {
-            "allocated by the consumer"
-        } else {
-            "allocated by the driver"
+        match (&allocator, deferred) {
+            (Some(_), _) => "allocated by the consumer",
+            (None, false) => "allocated by the driver",
+            (None, true) => "allocated by the driver at each image's first acquire",
         },
         modes,
         match fallback {
@@ -402,6 +416,9 @@ fn create(
         mode: AtomicI32::new(info.present_mode.as_raw()),
         modes: modes.into_boxed_slice(),
         bad_mode_logged: AtomicBool::new(false),
+        consumer,
+        format,
+        extent: info.image_extent,
     }))
 }
 
@@ -424,10 +441,16 @@ fn fallback(owned: &Owned, first: &Image) -> Result<Option<Fallback>, SwapchainE
     if owned.settings.sync == SyncMode::Cpu {
         return Ok(Some(Fallback::ForcedCpu));
     }
-    let dma_buf = first.dma_buf.as_ref().ok_or(SwapchainError::Unsupported(
-        "the image has no dma-buf".into(),
-    ))?;
-    if syncfile::probe::probe(dma_buf)? == Kernel::Unavailable {
+    let kernel = match (syncfile::probe::cached(), first.dma_buf.get()) {
+        (Some(known), _) => known,
+        (None, Some(dma_buf)) => syncfile::probe::probe(dma_buf)?,
+        (None, None) => {
+            return Err(SwapchainError::Unsupported(
+                "the image has no dma-buf".into(),
+            ))
+        }
+    };
+    if kernel == Kernel::Unavailable {
         return Ok(Some(Fallback::NoKernelIoctls));
     }
     if !owned.caps.semaphore_export {
@@ -436,9 +459,22 @@ fn fallback(owned: &Owned, first: &Image) -> Result<Option<Fallback>, SwapchainE
     Ok(None)
 }
 
+/// `image` as its consumer has it: its buffer, with a descriptor of its own.
+pub fn consumer_image(
+    image: &Image,
+    format: Format,
+    extent: vk::Extent2D,
+) -> Result<ConsumerImage, SwapchainError> {
+    Ok(ConsumerImage {
+        buffer: buffer_of(image)?,
+        format,
+        extent,
+    })
+}
+
 /// `image`'s buffer, with a descriptor of its own.
 fn buffer_of(image: &Image) -> Result<Buffer, SwapchainError> {
-    let fd = image.dma_buf.as_ref().ok_or(SwapchainError::Unsupported(
+    let fd = image.dma_buf.get().ok_or(SwapchainError::Unsupported(
         "the image has no dma-buf".into(),
     ))?;
     let dup = rustix::io::fcntl_dupfd_cloexec(fd.as_fd(), 0)

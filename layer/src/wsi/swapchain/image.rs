@@ -1,12 +1,13 @@
 //! One swapchain image: a Vulkan image with an explicit DRM format
 //! modifier in dedicated memory that is a dma-buf, either allocated by the
-//! driver and exported, or allocated by the consumer and imported; the
+//! driver and exported (at creation, or at its first acquire when the
+//! application defers it), or allocated by the consumer and imported; the
 //! semaphore (and, for the CPU fallback, the fence) its present signals;
 //! and its ownership-transfer command buffers, one pair per queue family.
 
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, IntoRawFd, OwnedFd};
 use std::sync::atomic::AtomicBool;
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 
 use ash::vk;
 use syncfile::DmaBuf;
@@ -48,10 +49,19 @@ pub struct Transfers {
     pub acquire: vk::CommandBuffer,
 }
 
+/// The dedicated allocation a driver-allocated image takes when it is bound.
+#[derive(Clone, Copy, Default)]
+struct Allocation {
+    size: vk::DeviceSize,
+    type_index: u32,
+}
+
 #[derive(Default)]
 pub struct Image {
     pub image: vk::Image,
-    memory: vk::DeviceMemory,
+    /// Set once, when the memory is bound; with [`Image::dma_buf`].
+    memory: OnceLock<vk::DeviceMemory>,
+    allocation: Allocation,
     /// Signalled by the present submission.
     pub semaphore: vk::Semaphore,
     /// CPU fallback only: signalled once that submission is done (and
@@ -61,7 +71,7 @@ pub struct Image {
     /// consumer, and waited on by the application's batch after it in
     /// place of the acquire semaphore.
     pub handback: vk::Semaphore,
-    pub dma_buf: Option<DmaBuf>,
+    pub dma_buf: OnceLock<DmaBuf>,
     pub modifier: u64,
     pub layout: vk::SubresourceLayout,
     /// Recorded on first use of each queue family (see `ownership`), from
@@ -74,11 +84,23 @@ pub struct Image {
 }
 
 impl Image {
-    /// Makes the image and its memory, allocated by the driver and
-    /// exported as a dma-buf; on failure frees whatever it made.
-    pub fn export(ctx: &Ctx<'_>, spec: &ImageSpec<'_>) -> Result<Image, SwapchainError> {
+    /// Makes the image, with its memory allocated by the driver and
+    /// exported as a dma-buf now if `bind`, else at [`Image::bind`]; on
+    /// failure frees whatever it made.
+    pub fn export(
+        ctx: &Ctx<'_>,
+        spec: &ImageSpec<'_>,
+        bind: bool,
+    ) -> Result<Image, SwapchainError> {
         let mut image = Image::default();
-        match image.build_exported(ctx, spec) {
+        let built = image.build_exported(ctx, spec).and_then(|()| {
+            if bind {
+                image.bind(ctx).map(drop)
+            } else {
+                Ok(())
+            }
+        });
+        match built {
             Ok(()) => Ok(image),
             Err(e) => {
                 image.destroy(ctx);
@@ -178,36 +200,6 @@ impl Image {
             ));
         }
         self.modifier = props.drm_format_modifier;
-        // SAFETY: the image is alive.
-        let reqs = unsafe { d.get_image_memory_requirements(self.image) };
-        let type_index =
-            memory_type(spec.memory, reqs.memory_type_bits).ok_or(SwapchainError::NoMemoryType)?;
-        // Drivers export dma-bufs only for exactly this handle type.
-        let mut export = vk::ExportMemoryAllocateInfo::default()
-            .handle_types(vk::ExternalMemoryHandleTypeFlags::DMA_BUF_EXT);
-        let mut dedicated = vk::MemoryDedicatedAllocateInfo::default().image(self.image);
-        let alloc = vk::MemoryAllocateInfo::default()
-            .allocation_size(reqs.size)
-            .memory_type_index(type_index)
-            .push_next(&mut export)
-            .push_next(&mut dedicated);
-        // SAFETY: a valid allocation for this image.
-        self.memory = unsafe { d.allocate_memory(&alloc, None) }
-            .map_err(|r| SwapchainError::Vulkan("vkAllocateMemory", r))?;
-        // SAFETY: fresh memory of a type the image accepts, dedicated to it.
-        unsafe { d.bind_image_memory(self.image, self.memory, 0) }
-            .map_err(|r| SwapchainError::Vulkan("vkBindImageMemory", r))?;
-        let get = vk::MemoryGetFdInfoKHR::default()
-            .memory(self.memory)
-            .handle_type(vk::ExternalMemoryHandleTypeFlags::DMA_BUF_EXT);
-        let mut fd = -1;
-        // SAFETY: memory allocated exportable as a dma-buf.
-        let r = unsafe { (ctx.ext.memory_fd.get_memory_fd_khr)(d.handle(), &get, &mut fd) };
-        if r != vk::Result::SUCCESS || fd < 0 {
-            return Err(SwapchainError::Vulkan("vkGetMemoryFdKHR", r));
-        }
-        // SAFETY: a successful export hands the caller a new descriptor.
-        self.dma_buf = Some(DmaBuf::from(unsafe { OwnedFd::from_raw_fd(fd) }));
         let plane = vk::ImageSubresource {
             aspect_mask: vk::ImageAspectFlags::MEMORY_PLANE_0_EXT,
             mip_level: 0,
@@ -215,7 +207,47 @@ impl Image {
         };
         // SAFETY: a single-plane image with a modifier.
         self.layout = unsafe { d.get_image_subresource_layout(self.image, plane) };
+        // SAFETY: the image is alive.
+        let reqs = unsafe { d.get_image_memory_requirements(self.image) };
+        self.allocation = Allocation {
+            size: reqs.size,
+            type_index: memory_type(spec.memory, reqs.memory_type_bits)
+                .ok_or(SwapchainError::NoMemoryType)?,
+        };
         Ok(())
+    }
+
+    /// Allocates, binds and exports the memory of a driver-allocated
+    /// image, unless it has it; whether it did now.
+    pub fn bind(&self, ctx: &Ctx<'_>) -> Result<bool, SwapchainError> {
+        if self.memory.get().is_some() {
+            return Ok(false);
+        }
+        let d = ctx.device;
+        // Drivers export dma-bufs only for exactly this handle type.
+        let mut export = vk::ExportMemoryAllocateInfo::default()
+            .handle_types(vk::ExternalMemoryHandleTypeFlags::DMA_BUF_EXT);
+        let mut dedicated = vk::MemoryDedicatedAllocateInfo::default().image(self.image);
+        let alloc = vk::MemoryAllocateInfo::default()
+            .allocation_size(self.allocation.size)
+            .memory_type_index(self.allocation.type_index)
+            .push_next(&mut export)
+            .push_next(&mut dedicated);
+        // SAFETY: a valid allocation for this image.
+        let memory = unsafe { d.allocate_memory(&alloc, None) }
+            .map_err(|r| SwapchainError::Vulkan("vkAllocateMemory", r))?;
+        match export_bound(ctx, self.image, memory) {
+            Ok(dma_buf) => {
+                let _ = self.memory.set(memory);
+                let _ = self.dma_buf.set(dma_buf);
+                Ok(true)
+            }
+            Err(e) => {
+                // SAFETY: the memory is this call's own and unused.
+                unsafe { d.free_memory(memory, None) };
+                Err(e)
+            }
+        }
     }
 
     fn build_imported(
@@ -235,7 +267,7 @@ impl Image {
         self.layout = layout;
         self.modifier = buffer.modifier;
         // The image's own from here on, so that a failure below closes it.
-        let dma_buf: &DmaBuf = self.dma_buf.insert(buffer.dma_buf);
+        let dma_buf: &DmaBuf = self.dma_buf.get_or_init(|| buffer.dma_buf);
         let fd = dma_buf.as_fd().as_raw_fd();
         // The import takes a descriptor of its own on success.
         let import_fd = rustix::io::fcntl_dupfd_cloexec(dma_buf.as_fd(), 0)
@@ -272,16 +304,16 @@ impl Image {
             .push_next(&mut import)
             .push_next(&mut dedicated);
         // SAFETY: a valid import of a dma-buf for this image.
-        match unsafe { d.allocate_memory(&alloc, None) } {
-            Ok(m) => self.memory = m,
+        let memory = match unsafe { d.allocate_memory(&alloc, None) } {
+            Ok(m) => *self.memory.get_or_init(|| m),
             Err(r) => {
                 // SAFETY: a failed import leaves the descriptor the caller's.
                 drop(unsafe { OwnedFd::from_raw_fd(import_fd) });
                 return Err(SwapchainError::Vulkan("vkAllocateMemory (import)", r));
             }
-        }
+        };
         // SAFETY: fresh memory of a type the image accepts, dedicated to it.
-        unsafe { d.bind_image_memory(self.image, self.memory, 0) }
+        unsafe { d.bind_image_memory(self.image, memory, 0) }
             .map_err(|r| SwapchainError::Vulkan("vkBindImageMemory", r))
     }
 
@@ -345,13 +377,36 @@ impl Image {
             if self.image != vk::Image::null() {
                 d.destroy_image(self.image, None);
             }
-            if self.memory != vk::DeviceMemory::null() {
-                d.free_memory(self.memory, None);
-                self.memory = vk::DeviceMemory::null();
+            if let Some(memory) = self.memory.take() {
+                d.free_memory(memory, None);
             }
         }
-        self.dma_buf = None;
+        self.dma_buf.take();
     }
+}
+
+/// Binds `memory` (fresh, exportable, of a type `image` accepts) to it and
+/// exports it as a dma-buf.
+fn export_bound(
+    ctx: &Ctx<'_>,
+    image: vk::Image,
+    memory: vk::DeviceMemory,
+) -> Result<DmaBuf, SwapchainError> {
+    let d = ctx.device;
+    // SAFETY: fresh memory of a type the image accepts, dedicated to it.
+    unsafe { d.bind_image_memory(image, memory, 0) }
+        .map_err(|r| SwapchainError::Vulkan("vkBindImageMemory", r))?;
+    let get = vk::MemoryGetFdInfoKHR::default()
+        .memory(memory)
+        .handle_type(vk::ExternalMemoryHandleTypeFlags::DMA_BUF_EXT);
+    let mut fd = -1;
+    // SAFETY: memory allocated exportable as a dma-buf.
+    let r = unsafe { (ctx.ext.memory_fd.get_memory_fd_khr)(d.handle(), &get, &mut fd) };
+    if r != vk::Result::SUCCESS || fd < 0 {
+        return Err(SwapchainError::Vulkan("vkGetMemoryFdKHR", r));
+    }
+    // SAFETY: a successful export hands the caller a new descriptor.
+    Ok(DmaBuf::from(unsafe { OwnedFd::from_raw_fd(fd) }))
 }
 
 /// How an image's modifier is decided.

@@ -34,12 +34,13 @@ use std::time::{Duration, Instant};
 
 use ash::vk;
 use ash::vk::Handle;
-use syncfile::{DmaBuf, SyncFile};
+use syncfile::SyncFile;
 
 use super::bridge;
-use super::platform::{Presenter, Returns, Shown};
+use super::platform::{ConsumerImages, Presenter, Returns, Shown};
 use crate::plumbing::dispatch::KeyMap;
 use crate::plumbing::stats::{self, Counter, Event, Wait};
+use crate::vulkan::caps::Format;
 use crate::vulkan::objects;
 use alias::AliasSpec;
 use device::WsiDevice;
@@ -92,6 +93,12 @@ pub struct Swapchain {
     mode: AtomicI32,
     /// Whether a present asked for a mode it was not made for (logged once).
     bad_mode_logged: AtomicBool,
+    /// The images as the consumer has them, each set when its memory is
+    /// bound (at its first acquire, for a deferred allocation), and what
+    /// is the same for all of them.
+    consumer: ConsumerImages,
+    format: Format,
+    extent: vk::Extent2D,
 }
 
 /// The swapchain behind `handle`, if the layer made it.
@@ -245,7 +252,7 @@ impl Swapchain {
 fn image_idle(image: &Image, fns: &ash::Device) -> bool {
     let rendered = image
         .dma_buf
-        .as_ref()
+        .get()
         .is_none_or(|d| bridge::render_done(d).unwrap_or(true));
     // SAFETY: the image's own fence, alive with it.
     let submitted = image.fence == vk::Fence::null()
@@ -263,7 +270,7 @@ fn wait_idle(image: &Image, fns: &ash::Device, deadline: Instant) -> bool {
             return false;
         }
         waited = true;
-        match &image.dma_buf {
+        match image.dma_buf.get() {
             Some(d) if !bridge::render_done(d).unwrap_or(true) => {
                 let _ = bridge::wait_for_render(d, Some(left));
             }
@@ -284,15 +291,15 @@ fn wait_idle(image: &Image, fns: &ash::Device, deadline: Instant) -> bool {
 /// an explicit release fence first carried into the image's dma-buf.
 pub struct Returned {
     pool: Arc<Pool>,
-    /// The images' dma-bufs (descriptors of the layer's own).
-    dma_bufs: Vec<DmaBuf>,
+    /// The images' dma-bufs, as the consumer has them.
+    images: ConsumerImages,
     history: Arc<History>,
 }
 
 impl Returns for Returned {
     fn release(&self, index: u32, release_fence: Option<SyncFile>) {
-        if let (Some(fence), Some(dma_buf)) = (release_fence, self.dma_bufs.get(index as usize)) {
-            if let Err(e) = bridge::carry_release_fence(dma_buf, &fence) {
+        if let (Some(fence), Some(image)) = (release_fence, self.images.get(index)) {
+            if let Err(e) = bridge::carry_release_fence(&image.buffer.dma_buf, &fence) {
                 // The next writer cannot be made to wait for the
                 // consumer's reads: wait for them here instead (on the
                 // consumer's thread, never the application's).

@@ -329,7 +329,7 @@ impl Swapchain {
                 None
             }
         };
-        if let (Some(render), Some(dma_buf)) = (&render, &image.dma_buf) {
+        if let (Some(render), Some(dma_buf)) = (&render, image.dma_buf.get()) {
             if let Err(e) = bridge::attach_write_fence(dma_buf, render) {
                 fell_back_once(&format!(
                     "attaching the render fence to a dma-buf failed ({e})"
