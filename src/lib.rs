@@ -20,7 +20,8 @@
 //! from every other failure ([`probe::probe`], [`Error::Unsupported`]).
 //!
 //! [`heap`] allocates dma-bufs from a dma-heap, for consumers that own the
-//! buffers they read. With the `test-sources` feature, [`sources`] makes
+//! buffers they read. [`kms`] shows dma-bufs on a display with atomic
+//! commits, which the kernel holds until the buffers' fences signal. With the `test-sources` feature, [`sources`] makes
 //! dma-bufs and fences
 //! without a GPU (the system dma-heap, udmabuf and vgem), for tests.
 //!
@@ -34,6 +35,7 @@ mod dma_buf;
 mod error;
 pub mod heap;
 mod ioctl;
+pub mod kms;
 mod poll;
 pub mod probe;
 #[cfg(feature = "test-sources")]

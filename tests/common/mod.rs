@@ -2,10 +2,13 @@
 //! dma-buf source are run, reported ignored (with the reason) where the
 //! source is missing, or failed where it is missing in the VM.
 
+// Every test binary compiles this module and uses what it needs of it.
+#![allow(dead_code)]
+
 use std::collections::BTreeSet;
 
 use libtest_mimic::{Arguments, Completion, Failed, Trial};
-use syncfile::sources::{availability, Availability, Source, VM_ENV};
+use syncfile::sources::{availability, in_vm, Availability, Source, VM_ENV};
 
 /// What a test body returns; `?` turns any displayable error into a failure.
 pub type Outcome = Result<(), Failed>;
@@ -32,7 +35,28 @@ impl Suite {
     where
         F: FnOnce() -> Outcome + Send + 'static,
     {
-        let trial = match availability(needs) {
+        self.push(name.into(), availability(needs), test);
+    }
+
+    /// Adds a trial that needs something other than a dma-buf source:
+    /// `missing` says what this machine lacks of it, if anything.
+    pub fn add_unless<F>(&mut self, name: impl Into<String>, missing: Option<String>, test: F)
+    where
+        F: FnOnce() -> Outcome + Send + 'static,
+    {
+        let availability = match missing {
+            None => Availability::Ready,
+            Some(m) if in_vm() => Availability::Fail(vec![m]),
+            Some(m) => Availability::Skip(vec![m]),
+        };
+        self.push(name.into(), availability, test);
+    }
+
+    fn push<F>(&mut self, name: String, availability: Availability, test: F)
+    where
+        F: FnOnce() -> Outcome + Send + 'static,
+    {
+        let trial = match availability {
             Availability::Ready => Trial::test(name, test),
             Availability::Skip(reasons) => {
                 self.skipped += 1;
