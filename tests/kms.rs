@@ -4,7 +4,8 @@
 //! event; and the kernel holding a flip until the buffer's fences signal
 //! (a pending vgem write fence in the dma-buf, or the same fence as the
 //! plane's `IN_FENCE_FD`), with the kernel's own flip timestamp against
-//! the moment the test signalled the fence as the oracle.
+//! the moment the test signalled the fence as the oracle; and what the
+//! plane shows read back through vkms's writeback connector.
 
 mod common;
 
@@ -17,6 +18,7 @@ use libtest_mimic::Failed;
 use rustix::event::{poll, PollFd, PollFlags};
 use syncfile::kms::{
     client_cap, AtomicRequest, Card, CommitFlags, FlipEvent, FramebufferDesc, ModeInfo, Object,
+    CONNECTOR_WRITEBACK,
 };
 use syncfile::sources::vgem::Vgem;
 use syncfile::sources::{FencedBuffer, Source};
@@ -35,8 +37,12 @@ const PENDING: Duration = Duration::from_millis(300);
 fn main() {
     let mut suite = Suite::new();
     let missing = find_vkms().err();
-    let tests: [(&str, Test); 3] = [
+    let tests: [(&str, Test); 4] = [
         ("vkms-scans-out-a-udmabuf", scans_out_a_udmabuf),
+        (
+            "writeback-reads-back-the-frame",
+            writeback_reads_back_the_frame,
+        ),
         (
             "flip-waits-for-the-write-fence",
             flip_waits_for_the_write_fence,
@@ -109,12 +115,8 @@ impl Display {
             .find(|(i, _)| crtcs & (1 << i) != 0)
             .ok_or("no CRTC for the connector")?;
         let mut props = HashMap::new();
-        let mut add = |id: u32, kind: Object| -> Result<(), Failed> {
-            for p in card.properties(id, kind)? {
-                props.insert((id, p.name), p.id);
-            }
-            Ok(())
-        };
+        let mut add =
+            |id: u32, kind: Object| -> Result<(), Failed> { learn(&card, &mut props, id, kind) };
         add(crtc, Object::Crtc)?;
         add(connector.id, Object::Connector)?;
         let mut plane = None;
@@ -137,6 +139,21 @@ impl Display {
             plane,
             props,
         })
+    }
+
+    /// The writeback connector, with its properties learnt.
+    fn writeback(&mut self) -> Result<u32, Failed> {
+        self.card
+            .set_client_cap(client_cap::WRITEBACK_CONNECTORS, 1)?;
+        let mut found = None;
+        for c in self.card.resources()?.connectors {
+            if self.card.connector(c)?.kind == CONNECTOR_WRITEBACK {
+                found = Some(c);
+            }
+        }
+        let wb = found.ok_or("no writeback connector")?;
+        learn(&self.card, &mut self.props, wb, Object::Connector)?;
+        Ok(wb)
     }
 
     fn prop(&self, object: u32, name: &str) -> Result<u32, Failed> {
@@ -221,7 +238,8 @@ impl Display {
             nonblocking: true,
             ..Default::default()
         };
-        Ok(self.card.commit(&r, flags, tag)?)
+        self.card.commit(&r, flags, tag)?;
+        Ok(())
     }
 
     /// The next flip event (the test's commits come one at a time).
@@ -241,10 +259,13 @@ impl Display {
         }
     }
 
-    /// Switches the display off again and gives up master.
-    fn off(&self, fbs: &[u32], blob: u32) -> Result<(), Failed> {
+    /// Switches the display (and the connectors in `also`) off again and
+    /// gives up master.
+    fn off(&self, fbs: &[u32], blob: u32, also: &[u32]) -> Result<(), Failed> {
         let mut r = AtomicRequest::new();
-        r.set(self.connector, self.prop(self.connector, "CRTC_ID")?, 0);
+        for &c in also.iter().chain([&self.connector]) {
+            r.set(c, self.prop(c, "CRTC_ID")?, 0);
+        }
         r.set(self.crtc, self.prop(self.crtc, "MODE_ID")?, 0);
         r.set(self.crtc, self.prop(self.crtc, "ACTIVE")?, 0);
         r.set(self.plane, self.prop(self.plane, "FB_ID")?, 0);
@@ -266,6 +287,19 @@ impl Display {
     fn shown(&self) -> Result<u32, Failed> {
         Ok(self.card.plane(self.plane)?.framebuffer)
     }
+}
+
+/// Adds the properties of object `id` to `props`.
+fn learn(
+    card: &Card,
+    props: &mut HashMap<(u32, String), u32>,
+    id: u32,
+    kind: Object,
+) -> Result<(), Failed> {
+    for p in card.properties(id, kind)? {
+        props.insert((id, p.name), p.id);
+    }
+    Ok(())
 }
 
 fn monotonic_ns() -> u64 {
@@ -304,7 +338,7 @@ fn scans_out_a_udmabuf() -> Outcome {
         d.shown()? == fb,
         "after its flip event the plane does not show the second buffer",
     )?;
-    d.off(&[fa, fb], blob)
+    d.off(&[fa, fb], blob, &[])
 }
 
 /// A flip to a buffer whose dma-buf holds a pending write fence happens
@@ -327,7 +361,7 @@ fn flip_waits_for_the_write_fence() -> Outcome {
             signalled.saturating_sub(event.time_ns) / 1000
         ),
     )?;
-    d.off(&[fa, fb], blob)
+    d.off(&[fa, fb], blob, &[])
 }
 
 /// A flip whose plane's `IN_FENCE_FD` is a pending sync_file happens only
@@ -351,7 +385,99 @@ fn flip_waits_for_the_in_fence() -> Outcome {
             signalled.saturating_sub(event.time_ns) / 1000
         ),
     )?;
-    d.off(&[fa, fb], blob)
+    d.off(&[fa, fb], blob, &[])
+}
+
+/// The test pattern's pixel at (x, y), as XRGB8888.
+fn pattern(x: u32, y: u32) -> u32 {
+    ((x & 0xff) << 16) | ((y & 0xff) << 8) | ((x ^ y) & 0xff)
+}
+
+/// Runs `f` on the pixels of `buffer` (`len` bytes), mapped, inside a CPU
+/// access bracket of kind `access`.
+fn with_pixels<T>(
+    buffer: &FencedBuffer,
+    len: usize,
+    access: Access,
+    f: impl FnOnce(&mut [u32]) -> T,
+) -> Result<T, Failed> {
+    use rustix::mm::{mmap, munmap, MapFlags, ProtFlags};
+    let dma_buf = buffer.dma_buf();
+    // SAFETY: a fresh shared mapping of the test's own buffer, at an
+    // address the kernel picks, touched only through the slice below and
+    // unmapped before returning.
+    let map = unsafe {
+        mmap(
+            std::ptr::null_mut(),
+            len,
+            ProtFlags::READ | ProtFlags::WRITE,
+            MapFlags::SHARED,
+            dma_buf,
+            0,
+        )
+    }?;
+    // SAFETY: `len` bytes (a multiple of 4, page-aligned) that nothing else
+    // in this process aliases.
+    let pixels = unsafe { std::slice::from_raw_parts_mut(map.cast::<u32>(), len / 4) };
+    let bracket = dma_buf.cpu_access(access)?;
+    let out = f(pixels);
+    bracket.finish()?;
+    // SAFETY: `map` came from the mmap above; `pixels` is not used again.
+    unsafe { munmap(map, len) }?;
+    Ok(out)
+}
+
+/// A pattern drawn into the scanned-out udmabuf comes back through the
+/// writeback connector pixel for pixel (vkms composes the plane into the
+/// writeback framebuffer; the fence the commit hands back says when).
+fn writeback_reads_back_the_frame() -> Outcome {
+    let mut d = Display::open()?;
+    let wb = d.writeback()?;
+    let (w, h) = d.size();
+    let len = (w * h * 4) as usize;
+    let (_vgem, shown, copy) = buffers(&d)?;
+    with_pixels(&shown, len, Access::Write, |p| {
+        for (i, px) in p.iter_mut().enumerate() {
+            *px = pattern(i as u32 % w, i as u32 / w);
+        }
+    })?;
+    with_pixels(&copy, len, Access::Write, |p| p.fill(0))?;
+    let (fs, fc) = (d.framebuffer(&shown)?, d.framebuffer(&copy)?);
+    let blob = d.mode_set(fs)?;
+    // vkms clones nothing: the Virtual connector leaves the CRTC for the
+    // writeback connector.
+    let mut r = AtomicRequest::new();
+    r.set(d.connector, d.prop(d.connector, "CRTC_ID")?, 0);
+    r.set(wb, d.prop(wb, "CRTC_ID")?, d.crtc.into());
+    r.set(wb, d.prop(wb, "WRITEBACK_FB_ID")?, fc.into());
+    r.writeback_out_fence(wb, d.prop(wb, "WRITEBACK_OUT_FENCE_PTR")?);
+    d.show(&mut r, fs)?;
+    let flags = CommitFlags {
+        allow_modeset: true,
+        ..Default::default()
+    };
+    let fence = d
+        .card
+        .commit(&r, flags, 0)?
+        .ok_or("the commit gave no writeback fence")?;
+    check(
+        fence.wait(Some(Duration::from_secs(10)))?,
+        "the writeback fence did not signal",
+    )?;
+    let wrong = with_pixels(&copy, len, Access::Read, |p| {
+        p.iter()
+            .enumerate()
+            .filter(|&(i, &px)| px & 0x00ff_ffff != pattern(i as u32 % w, i as u32 / w))
+            .count()
+    })?;
+    check(
+        wrong == 0,
+        &format!(
+            "{wrong} of {} pixels read back differ from what was shown",
+            w * h
+        ),
+    )?;
+    d.off(&[fs, fc], blob, &[wb])
 }
 
 fn check(ok: bool, what: &str) -> Outcome {

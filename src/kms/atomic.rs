@@ -1,18 +1,21 @@
 //! Atomic commits and the events that report them.
 
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, FromRawFd, OwnedFd};
 
 use rustix::io::Errno;
 
 use super::uapi::{self, call};
 use super::Card;
-use crate::Result;
+use crate::{Result, SyncFile};
 
 /// Property values to set in one commit, grouped by object as the kernel
 /// wants them.
 #[derive(Clone, Debug, Default)]
 pub struct AtomicRequest {
     objects: Vec<(u32, Vec<(u32, u64)>)>,
+    /// A writeback connector's `WRITEBACK_OUT_FENCE_PTR`, which the commit
+    /// points at a descriptor it hands back.
+    out_fence: Option<(u32, u32)>,
 }
 
 impl AtomicRequest {
@@ -30,9 +33,17 @@ impl AtomicRequest {
         self
     }
 
+    /// Asks writeback connector `connector` for a fence that signals when
+    /// its framebuffer holds the frame: its `WRITEBACK_OUT_FENCE_PTR`
+    /// property is `property`. [`Card::commit`] returns the fence.
+    pub fn writeback_out_fence(&mut self, connector: u32, property: u32) -> &mut Self {
+        self.out_fence = Some((connector, property));
+        self
+    }
+
     /// Whether nothing is set.
     pub fn is_empty(&self) -> bool {
-        self.objects.is_empty()
+        self.objects.is_empty() && self.out_fence.is_none()
     }
 }
 
@@ -83,12 +94,23 @@ pub struct FlipEvent {
 
 impl Card {
     /// `DRM_IOCTL_MODE_ATOMIC`; `user_data` comes back in the flip event.
+    /// Returns the writeback fence if the request asked for one.
     pub fn commit(
         &self,
         request: &AtomicRequest,
         flags: CommitFlags,
         user_data: u64,
-    ) -> Result<()> {
+    ) -> Result<Option<SyncFile>> {
+        // Where the kernel writes the writeback fence's descriptor.
+        let mut out_fence: i32 = -1;
+        let mut request = request.clone();
+        if let Some((connector, property)) = request.out_fence {
+            request.set(
+                connector,
+                property,
+                std::ptr::from_mut(&mut out_fence) as u64,
+            );
+        }
         let mut objects = Vec::with_capacity(request.objects.len());
         let mut counts = Vec::with_capacity(request.objects.len());
         let mut props = Vec::new();
@@ -110,9 +132,13 @@ impl Card {
             user_data,
         };
         // SAFETY: `objects` and `counts` have `count_objs` entries, `props`
-        // and `values` the sum of the counts; all outlive the call.
+        // and `values` the sum of the counts; all outlive the call, as does
+        // `out_fence`, the one value the kernel writes through.
         unsafe { call::<{ uapi::MODE_ATOMIC }, _>(self.as_fd(), &mut a) }?;
-        Ok(())
+        Ok((out_fence >= 0 && !flags.test_only).then(|| {
+            // SAFETY: the kernel installed this descriptor for us.
+            SyncFile::from(unsafe { OwnedFd::from_raw_fd(out_fence) })
+        }))
     }
 
     /// The flip events waiting on the card, without blocking (the card is

@@ -364,6 +364,11 @@ pub unsafe fn create(
         Ownership::Owned(o) => Some(o.added.iter().map(|n| n.to_string_lossy()).collect()),
         Ownership::PassThrough => None,
     };
+    let served: Vec<_> = app_extensions
+        .iter()
+        .filter(|n| provided::is_provided(n))
+        .map(|n| n.to_string_lossy())
+        .collect();
     let state = DeviceState {
         handle,
         next_get_device_proc_addr: next_gdpa,
@@ -386,8 +391,9 @@ pub unsafe fn create(
         fault("device_created");
         match enabled {
             Some(names) => tracing::info!(
-                "device created; owning its swapchains; enabled [{}]",
-                names.join(", ")
+                "device created; owning its swapchains; enabled [{}]; the application's swapchain extensions [{}]",
+                names.join(", "),
+                served.join(", ")
             ),
             None => tracing::info!("device created; passing it through"),
         }

@@ -74,6 +74,11 @@ const PROVIDED: [Provided; 12] = [
     },
 ];
 
+/// Whether the layer implements `name` itself on the devices it serves.
+pub fn is_provided(name: &CStr) -> bool {
+    PROVIDED.iter().any(|p| p.name == name)
+}
+
 /// Which of the layer's extensions the driver lists itself.
 pub fn driver_lists(listed: &[vk::ExtensionProperties]) -> Vec<&'static CStr> {
     PROVIDED

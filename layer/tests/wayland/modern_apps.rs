@@ -2,7 +2,8 @@
 //! layer on weston: vkcube with `VK_KHR_incremental_present` (the oracle
 //! is the wire: the damage it gave reaches the compositor as
 //! `wl_surface.damage_buffer`) and mpv's libplacebo (`VK_EXT_hdr_metadata`
-//! enabled; presented through the layer).
+//! enabled; presented through the layer). What each enabled is read from
+//! the layer's log line for its device.
 //!
 //! vkcube's `--display_timing` is not run: its `demo_draw` (Vulkan-Tools
 //! 1.4.309, the guest's) chains a `VkPresentTimesInfoGOOGLE` declared in
@@ -26,6 +27,31 @@ fn damage_count(log: &str, damage: &str) -> usize {
     log.lines()
         .filter(|l| l.contains(" -> wl_surface") && l.contains(damage))
         .count()
+}
+
+/// The newer swapchain extensions the application enabled, as the layer's
+/// log names them when the device is made (`VK_KHR_swapchain` left out).
+fn enabled_by_the_app(log: &str) -> Vec<String> {
+    const MARK: &str = "the application's swapchain extensions [";
+    log.lines()
+        .filter_map(|l| Some(l.split_once(MARK)?.1.split_once(']')?.0))
+        .flat_map(|list| list.split(", "))
+        .filter(|e| !e.is_empty() && *e != "VK_KHR_swapchain")
+        .map(str::to_owned)
+        .collect()
+}
+
+/// That the application enabled `wanted` (or, with `None`, any of them).
+fn check_enabled(log: &str, wanted: Option<&str>) -> Result<Vec<String>, Failed> {
+    let enabled = enabled_by_the_app(log);
+    let ok = match wanted {
+        Some(w) => enabled.iter().any(|e| e == w),
+        None => !enabled.is_empty(),
+    };
+    check(ok, || {
+        format!("the application enabled {enabled:?} of the layer's swapchain extensions, not {wanted:?}")
+    })?;
+    Ok(enabled)
 }
 
 fn layer_errors(log: &str) -> Vec<&str> {
@@ -64,6 +90,7 @@ pub fn vkcube_incremental_present() -> Outcome {
     check(layer_errors(&log).is_empty(), || {
         format!("{:?}", layer_errors(&log))
     })?;
+    check_enabled(&log, Some("VK_KHR_incremental_present"))?;
     owned_and_presented(&layer.stats()?, CUBE_FRAMES, "explicit")?;
     let damaged = damage_count(&log, CUBE_DAMAGE);
     // Its first frame on a new swapchain names the whole image.
@@ -101,6 +128,8 @@ pub fn mpv_libplacebo() -> Outcome {
     check(layer_errors(&log).is_empty(), || {
         format!("{:?}", layer_errors(&log))
     })?;
+    let enabled = check_enabled(&log, None)?;
+    eprintln!("mpv enabled {enabled:?}");
     owned_and_presented(&layer.stats()?, 30, "explicit").map_err(|e: Failed| {
         format!(
             "{}; mpv: {}",
