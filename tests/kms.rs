@@ -20,9 +20,9 @@ use syncfile::kms::{
     client_cap, AtomicRequest, Card, CommitFlags, FlipEvent, FramebufferDesc, ModeInfo, Object,
     CONNECTOR_WRITEBACK,
 };
-use syncfile::sources::vgem::Vgem;
+use syncfile::sources::vgem::{Vgem, VgemFence};
 use syncfile::sources::{FencedBuffer, Source};
-use syncfile::Access;
+use syncfile::{Access, SyncFile};
 
 type Test = fn() -> Outcome;
 
@@ -57,19 +57,7 @@ fn main() {
 
 /// The vkms card, if this machine has one.
 fn find_vkms() -> Result<Card, String> {
-    let cards = std::fs::read_dir("/dev/dri").map_err(|e| format!("no /dev/dri: {e}"))?;
-    for entry in cards.flatten() {
-        let path = entry.path();
-        let is_card = path
-            .file_name()
-            .is_some_and(|n| n.to_string_lossy().starts_with("card"));
-        if let Some(card) = is_card.then(|| Card::open(&path).ok()).flatten() {
-            if card.driver_name().is_ok_and(|n| n == "vkms") {
-                return Ok(card);
-            }
-        }
-    }
-    Err("no vkms card (the guest loads vkms)".into())
+    Card::find("vkms").map_err(|e| format!("no vkms card ({e}; the guest loads vkms)"))
 }
 
 /// vkms's display as a commit drives it: its one CRTC, the connected
@@ -344,36 +332,39 @@ fn scans_out_a_udmabuf() -> Outcome {
 /// A flip to a buffer whose dma-buf holds a pending write fence happens
 /// only after the fence signals.
 fn flip_waits_for_the_write_fence() -> Outcome {
-    let d = Display::open()?;
-    let (_vgem, a, b) = buffers(&d)?;
-    let (fa, fb) = (d.framebuffer(&a)?, d.framebuffer(&b)?);
-    let blob = d.mode_set(fa)?;
-    let fence = b.attach_fence(Access::Write)?;
-    d.flip(fb, 1, &[])?;
-    std::thread::sleep(PENDING);
-    let signalled = monotonic_ns();
-    fence.signal()?;
-    let event = d.next_event()?;
-    check(
-        event.time_ns >= signalled,
-        &format!(
-            "the flip happened {} µs before its buffer's write fence signalled",
-            signalled.saturating_sub(event.time_ns) / 1000
-        ),
-    )?;
-    d.off(&[fa, fb], blob, &[])
+    flip_waits_for(|_, b| {
+        let fence = b.attach_fence(Access::Write)?;
+        Ok((fence, Vec::new(), "its buffer's write fence"))
+    })
 }
 
 /// A flip whose plane's `IN_FENCE_FD` is a pending sync_file happens only
 /// after it signals.
 fn flip_waits_for_the_in_fence() -> Outcome {
+    flip_waits_for(|vgem, _| {
+        let (fence, sync_file) = vgem.pending_sync_file()?;
+        Ok((fence, vec![sync_file], "its IN_FENCE_FD"))
+    })
+}
+
+/// What a fenced flip waits for: the fence the test signals, the
+/// sync_files to pass as the plane's `IN_FENCE_FD`, and a name for it.
+type Fencing = (VgemFence, Vec<SyncFile>, &'static str);
+
+/// Mode-sets one buffer, then flips to the other with the fence `fence`
+/// makes pending, signals it after [`PENDING`], and holds the kernel's flip
+/// time against the moment of the signal.
+fn flip_waits_for(fence: impl FnOnce(&Vgem, &FencedBuffer) -> Result<Fencing, Failed>) -> Outcome {
     let d = Display::open()?;
     let (vgem, a, b) = buffers(&d)?;
     let (fa, fb) = (d.framebuffer(&a)?, d.framebuffer(&b)?);
     let blob = d.mode_set(fa)?;
-    let (fence, sync_file) = vgem.pending_sync_file()?;
-    let fd = sync_file.as_fd().as_raw_fd() as u64;
-    d.flip(fb, 2, &[("IN_FENCE_FD", fd)])?;
+    let (fence, in_fence, what) = fence(&vgem, &b)?;
+    let extra: Vec<_> = in_fence
+        .iter()
+        .map(|f| ("IN_FENCE_FD", f.as_fd().as_raw_fd() as u64))
+        .collect();
+    d.flip(fb, 1, &extra)?;
     std::thread::sleep(PENDING);
     let signalled = monotonic_ns();
     fence.signal()?;
@@ -381,7 +372,7 @@ fn flip_waits_for_the_in_fence() -> Outcome {
     check(
         event.time_ns >= signalled,
         &format!(
-            "the flip happened {} µs before its IN_FENCE_FD signalled",
+            "the flip happened {} µs before {what} signalled",
             signalled.saturating_sub(event.time_ns) / 1000
         ),
     )?;

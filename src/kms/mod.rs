@@ -13,18 +13,22 @@
 //! objects named by their kernel ids, errors with the kernel's errno.
 
 mod atomic;
-mod uapi;
+pub(crate) mod uapi;
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 
 use rustix::fs::{Mode, OFlags};
+use rustix::io::Errno;
 
 use crate::ioctl::name_from_c;
 use crate::Result;
 pub use atomic::{AtomicRequest, CommitFlags, FlipEvent};
 use uapi::call;
 pub use uapi::ModeInfo;
+
+/// Where DRM device nodes live.
+const DRI_DIR: &str = "/dev/dri";
 
 /// `DRM_CAP_*` values a display consumer asks about.
 pub mod cap {
@@ -177,24 +181,31 @@ impl Card {
         Ok(Card { fd })
     }
 
+    /// Opens the first `/dev/dri/card*` (in name order) whose driver is
+    /// `driver`. Virtual drivers (vgem, vkms) have no `device/driver` link
+    /// in sysfs, so asking each card is the way to find them. Fails with
+    /// `ENODEV` when there is none.
+    pub fn find(driver: &str) -> Result<Card> {
+        let mut cards: Vec<_> = std::fs::read_dir(DRI_DIR)
+            .map_err(|_| Errno::NODEV)?
+            .filter_map(|entry| Some(entry.ok()?.path()))
+            .filter(|path| {
+                path.file_name()
+                    .and_then(|name| name.to_str())
+                    .is_some_and(|name| name.starts_with("card"))
+            })
+            .collect();
+        cards.sort();
+        cards
+            .into_iter()
+            .filter_map(|path| Card::open(path).ok())
+            .find(|card| card.driver_name().is_ok_and(|name| name == driver))
+            .ok_or(Errno::NODEV.into())
+    }
+
     /// The name of the driver behind the card ("vkms", "amdgpu", ...).
     pub fn driver_name(&self) -> Result<String> {
-        let mut name = [0u8; 64];
-        let mut v = uapi::DrmVersion {
-            version_major: 0,
-            version_minor: 0,
-            version_patchlevel: 0,
-            name_len: name.len(),
-            name: name.as_mut_ptr(),
-            date_len: 0,
-            date: std::ptr::null_mut(),
-            desc_len: 0,
-            desc: std::ptr::null_mut(),
-        };
-        // SAFETY: `name` has `name_len` bytes and outlives the call; the
-        // kernel writes no more (and nothing for the zero-length others).
-        unsafe { call::<{ uapi::VERSION }, _>(self.fd(), &mut v) }?;
-        Ok(name_from_c(&name[..v.name_len.min(name.len())]))
+        Ok(uapi::driver_name(self.fd())?)
     }
 
     /// `DRM_IOCTL_GET_CAP`.
@@ -388,13 +399,7 @@ impl Card {
     /// Closes an imported buffer's handle (framebuffers made of it keep
     /// the buffer alive).
     pub fn close_handle(&self, handle: Handle) -> Result<()> {
-        let mut c = uapi::DrmGemClose {
-            handle: handle.0,
-            pad: 0,
-        };
-        // SAFETY: a pointer-free struct; the kernel only reads it.
-        unsafe { call::<{ uapi::GEM_CLOSE }, _>(self.fd(), &mut c) }?;
-        Ok(())
+        Ok(uapi::gem_close(self.fd(), handle.0)?)
     }
 
     /// Makes a framebuffer (`DRM_IOCTL_MODE_ADDFB2`); its id.

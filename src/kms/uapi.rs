@@ -5,7 +5,7 @@
 use std::os::fd::BorrowedFd;
 
 use rustix::io;
-use rustix::ioctl::{ioctl, opcode, Opcode, Updater};
+use rustix::ioctl::{ioctl, opcode, Opcode, Setter, Updater};
 
 /// `struct drm_version`: the three strings are filled into caller buffers.
 #[repr(C)]
@@ -255,6 +255,38 @@ pub(crate) unsafe fn call<const OPCODE: Opcode, T>(
     unsafe { ioctl(fd, Updater::<OPCODE, T>::new(arg)) }
 }
 
+/// `DRM_IOCTL_VERSION`, for the driver name only.
+pub(crate) fn driver_name(card: BorrowedFd<'_>) -> io::Result<String> {
+    let mut name = [0u8; 64];
+    let mut v = DrmVersion {
+        version_major: 0,
+        version_minor: 0,
+        version_patchlevel: 0,
+        name_len: name.len(),
+        name: name.as_mut_ptr(),
+        date_len: 0,
+        date: std::ptr::null_mut(),
+        desc_len: 0,
+        desc: std::ptr::null_mut(),
+    };
+    // SAFETY: `name` has `name_len` bytes and outlives the call; the
+    // kernel writes no more, and nothing for the zero-length others.
+    unsafe { call::<VERSION, _>(card, &mut v) }?;
+    // The kernel reports the full length even when it truncated the copy.
+    Ok(crate::ioctl::name_from_c(
+        &name[..v.name_len.min(name.len())],
+    ))
+}
+
+/// `DRM_IOCTL_GEM_CLOSE`: drops the handle (not the object, which
+/// framebuffers and dma-bufs made of it keep alive).
+pub(crate) fn gem_close(card: BorrowedFd<'_>, handle: u32) -> io::Result<()> {
+    let close = DrmGemClose { handle, pad: 0 };
+    // SAFETY: the opcode is `_IOW('d', 0x09, struct drm_gem_close)` and
+    // `DrmGemClose` has that layout; the kernel only reads it.
+    unsafe { ioctl(card, Setter::<GEM_CLOSE, _>::new(close)) }
+}
+
 /// `DRM_IOCTL_SET_MASTER` or `DRM_IOCTL_DROP_MASTER`.
 pub(crate) fn master(fd: BorrowedFd<'_>, take: bool) -> io::Result<()> {
     // SAFETY: both opcodes are `_IO` ioctls without an argument.
@@ -279,6 +311,7 @@ mod tests {
         assert_eq!(size_of::<DrmVersion>(), 64);
         assert_eq!(size_of::<DrmCap>(), 16);
         assert_eq!(size_of::<DrmPrimeHandle>(), 12);
+        assert_eq!(size_of::<DrmGemClose>(), 8);
         assert_eq!(size_of::<CardRes>(), 64);
         assert_eq!(size_of::<ModeInfo>(), 68);
         assert_eq!(size_of::<GetConnector>(), 80);
@@ -299,6 +332,7 @@ mod tests {
         assert_eq!(VERSION, 0xC040_6400);
         assert_eq!(GET_CAP, 0xC010_640C);
         assert_eq!(SET_CLIENT_CAP, 0x4010_640D);
+        assert_eq!(GEM_CLOSE, 0x4008_6409);
         assert_eq!(SET_MASTER, 0x0000_641E);
         assert_eq!(PRIME_FD_TO_HANDLE, 0xC00C_642E);
         assert_eq!(MODE_GETRESOURCES, 0xC040_64A0);

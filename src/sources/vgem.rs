@@ -6,23 +6,20 @@
 //! one by itself after 10 seconds, and all of a device file's fences when
 //! it is closed.
 
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::AsFd;
 use std::sync::Arc;
 
-use rustix::fs::{Mode, OFlags};
 use rustix::io::Errno;
 
 use super::uapi;
 use crate::error::{Error, Result};
+use crate::kms::Card;
 use crate::{Access, DmaBuf, SyncFile};
-
-/// Where DRM device nodes live.
-const DRI_DIR: &str = "/dev/dri";
 
 /// An open vgem *card* node (its render node refuses dumb buffers).
 #[derive(Debug, Clone)]
 pub struct Vgem {
-    card: Arc<OwnedFd>,
+    card: Arc<Card>,
 }
 
 impl Vgem {
@@ -31,29 +28,9 @@ impl Vgem {
     /// asking each card is the way to find it. Fails with `ENODEV` when
     /// there is none (the `vgem` module is not loaded).
     pub fn open() -> Result<Vgem> {
-        let mut cards: Vec<_> = std::fs::read_dir(DRI_DIR)
-            .map_err(|_| Error::Os(Errno::NODEV))?
-            .filter_map(|entry| entry.ok())
-            .map(|entry| entry.path())
-            .filter(|path| {
-                path.file_name()
-                    .and_then(|name| name.to_str())
-                    .is_some_and(|name| name.starts_with("card"))
-            })
-            .collect();
-        cards.sort();
-        for path in cards {
-            let Ok(card) = rustix::fs::open(&path, OFlags::RDWR | OFlags::CLOEXEC, Mode::empty())
-            else {
-                continue;
-            };
-            if uapi::drm_driver_name(card.as_fd()).is_ok_and(|name| name == "vgem") {
-                return Ok(Vgem {
-                    card: Arc::new(card),
-                });
-            }
-        }
-        Err(Error::Os(Errno::NODEV))
+        Ok(Vgem {
+            card: Arc::new(Card::find("vgem")?),
+        })
     }
 
     /// A new zero-filled buffer of at least `len` bytes, made as a dumb
@@ -83,7 +60,7 @@ impl Vgem {
 /// handle (`DRM_IOCTL_GEM_CLOSE`), while dma-bufs exported from it live on.
 #[derive(Debug)]
 pub struct VgemBuffer {
-    card: Arc<OwnedFd>,
+    card: Arc<Card>,
     handle: u32,
 }
 
@@ -121,7 +98,7 @@ impl Drop for VgemBuffer {
     fn drop(&mut self) {
         // A handle that is already gone changes nothing; there is no one to
         // tell from a destructor.
-        let _ = uapi::drm_gem_close(self.card.as_fd(), self.handle);
+        let _ = crate::kms::uapi::gem_close(self.card.as_fd(), self.handle);
     }
 }
 
@@ -130,7 +107,7 @@ impl Drop for VgemBuffer {
 /// vgem's 10-second timeout.
 #[derive(Debug)]
 pub struct VgemFence {
-    card: Arc<OwnedFd>,
+    card: Arc<Card>,
     id: Option<u32>,
 }
 

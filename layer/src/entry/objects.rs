@@ -142,6 +142,7 @@ entry! {
         }
         // SAFETY: the application's device and arguments, for the next entity.
         match unsafe { device_of("vkSetDebugUtilsObjectNameEXT", device) } {
+            // SAFETY: as above.
             Some(d) => unsafe { (d.debug_utils.set_debug_utils_object_name_ext)(device, p_info) },
             None => vk::Result::ERROR_OUT_OF_HOST_MEMORY,
         }
@@ -160,6 +161,7 @@ entry! {
         }
         // SAFETY: the application's device and arguments, for the next entity.
         match unsafe { device_of("vkSetDebugUtilsObjectTagEXT", device) } {
+            // SAFETY: as above.
             Some(d) => unsafe { (d.debug_utils.set_debug_utils_object_tag_ext)(device, p_info) },
             None => vk::Result::ERROR_OUT_OF_HOST_MEMORY,
         }

@@ -12,7 +12,6 @@
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use ash::vk;
 use rustix::event::{PollFd, PollFlags, Timespec};
 use rustix::time::ClockId;
 use serde_json::{json, Value};
@@ -24,7 +23,6 @@ use wayland_protocols::wp::presentation_time::client::{wp_presentation, wp_prese
 use crate::app::App;
 use crate::common::child::Result as ChildResult;
 use crate::vulkan::{Chain, Vk};
-use crate::MODE_VAR;
 
 pub const FRAMES_VAR: &str = "SYNCFILE_TEST_FRAMES";
 /// Frames presented first and not counted: swapchain start-up, cold caches.
@@ -45,10 +43,7 @@ struct Feedback {
 pub fn child() -> ChildResult<Value> {
     let socket = std::env::var("WAYLAND_DISPLAY")?;
     let mut app = App::connect_to(&socket).map_err(|e| format!("{e:?}"))?;
-    let mode = match std::env::var(MODE_VAR).as_deref() {
-        Ok("mailbox") => vk::PresentModeKHR::MAILBOX,
-        _ => vk::PresentModeKHR::FIFO,
-    };
+    let mode = crate::child_mode();
     let frames: usize = std::env::var(FRAMES_VAR)
         .ok()
         .and_then(|f| f.parse().ok())

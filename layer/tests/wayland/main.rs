@@ -38,6 +38,14 @@ pub const CHILD_VAR: &str = "SYNCFILE_TEST_CHILD";
 /// A child's present mode: `fifo` (the default) or `mailbox`.
 pub const MODE_VAR: &str = "SYNCFILE_TEST_PRESENT_MODE";
 
+/// The present mode [`MODE_VAR`] names, in a child.
+pub fn child_mode() -> ash::vk::PresentModeKHR {
+    match std::env::var(MODE_VAR).as_deref() {
+        Ok("mailbox") => ash::vk::PresentModeKHR::MAILBOX,
+        _ => ash::vk::PresentModeKHR::FIFO,
+    }
+}
+
 /// A child scenario: its JSON, printed as the last line of its standard
 /// output, or why it failed.
 type Scenario = fn() -> common::child::Result<serde_json::Value>;

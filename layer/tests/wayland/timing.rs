@@ -181,10 +181,7 @@ fn judge(report: &Value, log: &str) -> Result<String, Failed> {
 pub fn child() -> ChildResult<Value> {
     let socket = std::env::var("WAYLAND_DISPLAY")?;
     let mut app = App::connect_to(&socket).map_err(|e| format!("{e:?}"))?;
-    let mode = match std::env::var(MODE_VAR).as_deref() {
-        Ok("mailbox") => vk::PresentModeKHR::MAILBOX,
-        _ => vk::PresentModeKHR::FIFO,
-    };
+    let mode = crate::child_mode();
     let lock = Mutex::new(());
     // SAFETY: the application's display and surface outlive `vk`.
     let vk = unsafe { Vk::with(app.display_ptr(), app.surface_ptr(), true)? };

@@ -109,7 +109,7 @@ fn serve(
     give_up: &Mutex<Option<Instant>>,
 ) {
     let fences = [job.fence];
-    // SAFETY (both calls): the fence is the image's own, alive until this
+    // SAFETY: the fence is the image's own, alive until this
     // thread ends (the swapchain finishes the thread before freeing its
     // images); the application's thread resets it only after this thread
     // handed the image on.
@@ -117,6 +117,7 @@ fn serve(
     if status == Ok(false) {
         let start = Instant::now();
         status = loop {
+            // SAFETY: as above.
             match unsafe { device.wait_for_fences(&fences, true, SLICE.as_nanos() as u64) } {
                 Err(vk::Result::TIMEOUT) => {
                     let deadline = *give_up.lock().unwrap_or_else(|e| e.into_inner());
