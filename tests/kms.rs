@@ -9,7 +9,6 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::os::fd::{AsFd, AsRawFd};
 use std::time::Duration;
 
@@ -18,7 +17,7 @@ use libtest_mimic::Failed;
 use rustix::event::{poll, PollFd, PollFlags};
 use syncfile::kms::{
     client_cap, AtomicRequest, Card, CommitFlags, FlipEvent, FramebufferDesc, ModeInfo, Object,
-    CONNECTOR_WRITEBACK,
+    Output, CONNECTOR_WRITEBACK,
 };
 use syncfile::sources::vgem::{Vgem, VgemFence};
 use syncfile::sources::{FencedBuffer, Source};
@@ -60,16 +59,12 @@ fn find_vkms() -> Result<Card, String> {
     Card::find("vkms").map_err(|e| format!("no vkms card ({e}; the guest loads vkms)"))
 }
 
-/// vkms's display as a commit drives it: its one CRTC, the connected
-/// Virtual connector and its preferred mode, and the CRTC's primary plane.
+/// vkms's display as a commit drives it: the connected Virtual connector
+/// and its preferred mode, routed through its CRTC and primary plane.
 struct Display {
     card: Card,
-    crtc: u32,
-    connector: u32,
+    out: Output,
     mode: ModeInfo,
-    plane: u32,
-    /// Property ids by (object, name).
-    props: HashMap<(u32, String), u32>,
 }
 
 impl Display {
@@ -77,8 +72,8 @@ impl Display {
         let card = find_vkms()?;
         card.set_client_cap(client_cap::ATOMIC, 1)?;
         card.set_master(true)?;
-        let res = card.resources()?;
-        let connector = res
+        let connector = card
+            .resources()?
             .connectors
             .iter()
             .map(|&c| card.connector(c))
@@ -91,42 +86,9 @@ impl Display {
             .iter()
             .find(|m| m.type_ & PREFERRED != 0)
             .unwrap_or(&connector.modes[0]);
-        let encoder = *connector
-            .encoders
-            .first()
-            .ok_or("the connector has no encoder")?;
-        let crtcs = card.encoder_crtcs(encoder)?;
-        let (index, &crtc) = res
-            .crtcs
-            .iter()
-            .enumerate()
-            .find(|(i, _)| crtcs & (1 << i) != 0)
-            .ok_or("no CRTC for the connector")?;
-        let mut props = HashMap::new();
-        let mut add =
-            |id: u32, kind: Object| -> Result<(), Failed> { learn(&card, &mut props, id, kind) };
-        add(crtc, Object::Crtc)?;
-        add(connector.id, Object::Connector)?;
-        let mut plane = None;
-        for id in card.planes()? {
-            let p = card.plane(id)?;
-            let kind = card.properties(id, Object::Plane)?;
-            let primary = kind.iter().any(|k| k.name == "type" && k.value == 1);
-            if primary && p.possible_crtcs & (1 << index) != 0 && p.formats.contains(&XRGB8888) {
-                plane = Some(id);
-                add(id, Object::Plane)?;
-                break;
-            }
-        }
-        let plane = plane.ok_or("no primary plane for the CRTC that shows XRGB8888")?;
-        Ok(Display {
-            card,
-            crtc,
-            connector: connector.id,
-            mode,
-            plane,
-            props,
-        })
+        let out = Output::route(&card, &connector, XRGB8888)
+            .map_err(|e| format!("no CRTC and primary plane showing XRGB8888: {e}"))?;
+        Ok(Display { card, out, mode })
     }
 
     /// The writeback connector, with its properties learnt.
@@ -140,15 +102,14 @@ impl Display {
             }
         }
         let wb = found.ok_or("no writeback connector")?;
-        learn(&self.card, &mut self.props, wb, Object::Connector)?;
+        self.out.learn(&self.card, wb, Object::Connector)?;
         Ok(wb)
     }
 
     fn prop(&self, object: u32, name: &str) -> Result<u32, Failed> {
-        self.props
-            .get(&(object, name.to_owned()))
-            .copied()
-            .ok_or_else(|| format!("object {object} has no {name} property").into())
+        self.out
+            .prop(object, name)
+            .map_err(|_| format!("object {object} has no {name} property").into())
     }
 
     fn size(&self) -> (u32, u32) {
@@ -172,39 +133,12 @@ impl Display {
         Ok(fb)
     }
 
-    /// The plane showing `fb` over the whole mode.
-    fn show(&self, request: &mut AtomicRequest, fb: u32) -> Result<(), Failed> {
-        let (w, h) = self.size();
-        let p = self.plane;
-        for (name, value) in [
-            ("FB_ID", u64::from(fb)),
-            ("CRTC_ID", u64::from(self.crtc)),
-            ("SRC_X", 0),
-            ("SRC_Y", 0),
-            ("SRC_W", u64::from(w) << 16),
-            ("SRC_H", u64::from(h) << 16),
-            ("CRTC_X", 0),
-            ("CRTC_Y", 0),
-            ("CRTC_W", w.into()),
-            ("CRTC_H", h.into()),
-        ] {
-            request.set(p, self.prop(p, name)?, value);
-        }
-        Ok(())
-    }
-
     /// Lights the display up with `fb` (a blocking mode set).
     fn mode_set(&self, fb: u32) -> Result<u32, Failed> {
         let blob = self.card.create_mode_blob(&self.mode)?;
         let mut r = AtomicRequest::new();
-        r.set(
-            self.connector,
-            self.prop(self.connector, "CRTC_ID")?,
-            self.crtc.into(),
-        );
-        r.set(self.crtc, self.prop(self.crtc, "MODE_ID")?, blob.into());
-        r.set(self.crtc, self.prop(self.crtc, "ACTIVE")?, 1);
-        self.show(&mut r, fb)?;
+        self.out.enable(&mut r, blob)?;
+        self.out.show(&mut r, fb, self.size())?;
         let flags = CommitFlags {
             allow_modeset: true,
             ..Default::default()
@@ -217,9 +151,9 @@ impl Display {
     /// `tag`.
     fn flip(&self, fb: u32, tag: u64, extra: &[(&str, u64)]) -> Result<(), Failed> {
         let mut r = AtomicRequest::new();
-        self.show(&mut r, fb)?;
+        self.out.show(&mut r, fb, self.size())?;
         for &(name, value) in extra {
-            r.set(self.plane, self.prop(self.plane, name)?, value);
+            r.set(self.out.plane, self.prop(self.out.plane, name)?, value);
         }
         let flags = CommitFlags {
             event: true,
@@ -251,13 +185,10 @@ impl Display {
     /// gives up master.
     fn off(&self, fbs: &[u32], blob: u32, also: &[u32]) -> Result<(), Failed> {
         let mut r = AtomicRequest::new();
-        for &c in also.iter().chain([&self.connector]) {
+        self.out.disable(&mut r)?;
+        for &c in also {
             r.set(c, self.prop(c, "CRTC_ID")?, 0);
         }
-        r.set(self.crtc, self.prop(self.crtc, "MODE_ID")?, 0);
-        r.set(self.crtc, self.prop(self.crtc, "ACTIVE")?, 0);
-        r.set(self.plane, self.prop(self.plane, "FB_ID")?, 0);
-        r.set(self.plane, self.prop(self.plane, "CRTC_ID")?, 0);
         let flags = CommitFlags {
             allow_modeset: true,
             ..Default::default()
@@ -273,21 +204,8 @@ impl Display {
 
     /// The framebuffer the plane shows, as the kernel says.
     fn shown(&self) -> Result<u32, Failed> {
-        Ok(self.card.plane(self.plane)?.framebuffer)
+        Ok(self.card.plane(self.out.plane)?.framebuffer)
     }
-}
-
-/// Adds the properties of object `id` to `props`.
-fn learn(
-    card: &Card,
-    props: &mut HashMap<(u32, String), u32>,
-    id: u32,
-    kind: Object,
-) -> Result<(), Failed> {
-    for p in card.properties(id, kind)? {
-        props.insert((id, p.name), p.id);
-    }
-    Ok(())
 }
 
 fn monotonic_ns() -> u64 {
@@ -319,7 +237,7 @@ fn scans_out_a_udmabuf() -> Outcome {
     d.flip(fb, 7, &[])?;
     let event = d.next_event()?;
     check(
-        event.user_data == 7 && event.crtc == d.crtc,
+        event.user_data == 7 && event.crtc == d.out.crtc,
         "the flip event is not the commit's",
     )?;
     check(
@@ -438,11 +356,11 @@ fn writeback_reads_back_the_frame() -> Outcome {
     // vkms clones nothing: the Virtual connector leaves the CRTC for the
     // writeback connector.
     let mut r = AtomicRequest::new();
-    r.set(d.connector, d.prop(d.connector, "CRTC_ID")?, 0);
-    r.set(wb, d.prop(wb, "CRTC_ID")?, d.crtc.into());
+    r.set(d.out.connector, d.prop(d.out.connector, "CRTC_ID")?, 0);
+    r.set(wb, d.prop(wb, "CRTC_ID")?, d.out.crtc.into());
     r.set(wb, d.prop(wb, "WRITEBACK_FB_ID")?, fc.into());
     r.writeback_out_fence(wb, d.prop(wb, "WRITEBACK_OUT_FENCE_PTR")?);
-    d.show(&mut r, fs)?;
+    d.out.show(&mut r, fs, d.size())?;
     let flags = CommitFlags {
         allow_modeset: true,
         ..Default::default()

@@ -13,17 +13,19 @@
 //! objects named by their kernel ids, errors with the kernel's errno.
 
 mod atomic;
+mod output;
 pub(crate) mod uapi;
 
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::path::Path;
 
 use rustix::fs::{Mode, OFlags};
 use rustix::io::Errno;
 
 use crate::ioctl::name_from_c;
-use crate::Result;
+use crate::{DmaBuf, Result};
 pub use atomic::{AtomicRequest, CommitFlags, FlipEvent};
+pub use output::Output;
 use uapi::call;
 pub use uapi::ModeInfo;
 
@@ -139,6 +141,18 @@ pub struct Property {
 /// [`Card::close_handle`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Handle(pub u32);
+
+/// A dumb buffer made by [`Card::create_dumb`]: its handle (closing it
+/// frees the buffer once no framebuffer or dma-buf holds it) and layout.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DumbBuffer {
+    /// Its GEM handle on the card that made it.
+    pub handle: Handle,
+    /// Bytes from one row to the next.
+    pub pitch: u32,
+    /// In bytes.
+    pub size: u64,
+}
 
 /// A framebuffer to make from an imported buffer (one plane).
 #[derive(Clone, Copy, Debug)]
@@ -396,7 +410,42 @@ impl Card {
         Ok(Handle(h.handle))
     }
 
-    /// Closes an imported buffer's handle (framebuffers made of it keep
+    /// A new zero-filled dumb buffer (`DRM_IOCTL_MODE_CREATE_DUMB`): LINEAR
+    /// memory the card can scan out, `bpp` bits per pixel, rows `pitch`
+    /// bytes apart as the driver chose.
+    pub fn create_dumb(&self, width: u32, height: u32, bpp: u32) -> Result<DumbBuffer> {
+        let mut d = uapi::CreateDumb {
+            width,
+            height,
+            bpp,
+            ..Default::default()
+        };
+        // SAFETY: a pointer-free struct of the opcode's type.
+        unsafe { call::<{ uapi::MODE_CREATE_DUMB }, _>(self.fd(), &mut d) }?;
+        Ok(DumbBuffer {
+            handle: Handle(d.handle),
+            pitch: d.pitch,
+            size: d.size,
+        })
+    }
+
+    /// `DRM_IOCTL_PRIME_HANDLE_TO_FD`: the buffer as a dma-buf (readable,
+    /// writable, closed on exec). Every export of one buffer shares its
+    /// reservation object, so they all see the same fences.
+    pub fn export(&self, handle: Handle) -> Result<DmaBuf> {
+        let mut h = uapi::DrmPrimeHandle {
+            handle: handle.0,
+            flags: uapi::CLOEXEC_RDWR,
+            fd: -1,
+        };
+        // SAFETY: a pointer-free struct of the opcode's type.
+        unsafe { call::<{ uapi::PRIME_HANDLE_TO_FD }, _>(self.fd(), &mut h) }?;
+        // SAFETY: on success the kernel installed a new descriptor for us
+        // alone in `fd`.
+        Ok(DmaBuf::from(unsafe { OwnedFd::from_raw_fd(h.fd) }))
+    }
+
+    /// Closes a buffer's handle (framebuffers made of it keep
     /// the buffer alive).
     pub fn close_handle(&self, handle: Handle) -> Result<()> {
         Ok(uapi::gem_close(self.fd(), handle.0)?)
@@ -454,6 +503,14 @@ impl Card {
 
     fn fd(&self) -> BorrowedFd<'_> {
         self.fd.as_fd()
+    }
+}
+
+impl From<OwnedFd> for Card {
+    /// A card from a descriptor of a KMS device node opened elsewhere (a
+    /// DRM lease, a display server's handed-over descriptor).
+    fn from(fd: OwnedFd) -> Card {
+        Card { fd }
     }
 }
 

@@ -36,6 +36,24 @@ pub(crate) struct DrmPrimeHandle {
     pub(crate) fd: i32,
 }
 
+/// `struct drm_mode_create_dumb`.
+#[repr(C)]
+#[derive(Default)]
+pub(crate) struct CreateDumb {
+    pub(crate) height: u32,
+    pub(crate) width: u32,
+    pub(crate) bpp: u32,
+    pub(crate) flags: u32,
+    pub(crate) handle: u32,
+    pub(crate) pitch: u32,
+    pub(crate) size: u64,
+}
+
+/// File flags for exported dma-bufs: writable mappings, closed on exec
+/// (`DRM_CLOEXEC | DRM_RDWR` are the same bits as `O_CLOEXEC | O_RDWR`).
+pub(crate) const CLOEXEC_RDWR: u32 =
+    rustix::fs::OFlags::CLOEXEC.bits() | rustix::fs::OFlags::RDWR.bits();
+
 /// `struct drm_gem_close`.
 #[repr(C)]
 pub(crate) struct DrmGemClose {
@@ -226,6 +244,7 @@ pub(crate) const GET_CAP: Opcode = opcode::read_write::<DrmCap>(b'd', 0x0c);
 pub(crate) const SET_CLIENT_CAP: Opcode = opcode::write::<DrmCap>(b'd', 0x0d);
 pub(crate) const SET_MASTER: Opcode = opcode::none(b'd', 0x1e);
 pub(crate) const DROP_MASTER: Opcode = opcode::none(b'd', 0x1f);
+pub(crate) const PRIME_HANDLE_TO_FD: Opcode = opcode::read_write::<DrmPrimeHandle>(b'd', 0x2d);
 pub(crate) const PRIME_FD_TO_HANDLE: Opcode = opcode::read_write::<DrmPrimeHandle>(b'd', 0x2e);
 pub(crate) const MODE_GETRESOURCES: Opcode = opcode::read_write::<CardRes>(b'd', 0xA0);
 pub(crate) const MODE_GETENCODER: Opcode = opcode::read_write::<GetEncoder>(b'd', 0xA6);
@@ -234,6 +253,7 @@ pub(crate) const MODE_GETPROPERTY: Opcode = opcode::read_write::<GetProperty>(b'
 pub(crate) const MODE_RMFB: Opcode = opcode::read_write::<u32>(b'd', 0xAF);
 pub(crate) const MODE_GETPLANERESOURCES: Opcode = opcode::read_write::<GetPlaneRes>(b'd', 0xB5);
 pub(crate) const MODE_GETPLANE: Opcode = opcode::read_write::<GetPlane>(b'd', 0xB6);
+pub(crate) const MODE_CREATE_DUMB: Opcode = opcode::read_write::<CreateDumb>(b'd', 0xB2);
 pub(crate) const MODE_ADDFB2: Opcode = opcode::read_write::<FbCmd2>(b'd', 0xB8);
 pub(crate) const MODE_OBJ_GETPROPERTIES: Opcode =
     opcode::read_write::<ObjGetProperties>(b'd', 0xB9);
@@ -312,6 +332,7 @@ mod tests {
         assert_eq!(size_of::<DrmCap>(), 16);
         assert_eq!(size_of::<DrmPrimeHandle>(), 12);
         assert_eq!(size_of::<DrmGemClose>(), 8);
+        assert_eq!(size_of::<CreateDumb>(), 32);
         assert_eq!(size_of::<CardRes>(), 64);
         assert_eq!(size_of::<ModeInfo>(), 68);
         assert_eq!(size_of::<GetConnector>(), 80);
@@ -334,7 +355,9 @@ mod tests {
         assert_eq!(SET_CLIENT_CAP, 0x4010_640D);
         assert_eq!(GEM_CLOSE, 0x4008_6409);
         assert_eq!(SET_MASTER, 0x0000_641E);
+        assert_eq!(PRIME_HANDLE_TO_FD, 0xC00C_642D);
         assert_eq!(PRIME_FD_TO_HANDLE, 0xC00C_642E);
+        assert_eq!(MODE_CREATE_DUMB, 0xC020_64B2);
         assert_eq!(MODE_GETRESOURCES, 0xC040_64A0);
         assert_eq!(MODE_GETCONNECTOR, 0xC050_64A7);
         assert_eq!(MODE_RMFB, 0xC004_64AF);

@@ -1,15 +1,11 @@
-//! The uapi of the test sources: `linux/udmabuf.h`, dumb buffers and
-//! PRIME export from `drm/drm.h` and `drm/drm_mode.h` (the rest of the DRM
-//! core is [`crate::kms`]'s), and `drm/vgem_drm.h`, with one thin call per
-//! ioctl that returns the kernel's errno unchanged.
+//! The uapi of the test sources: `linux/udmabuf.h` and `drm/vgem_drm.h`
+//! (the DRM core, dumb buffers and PRIME included, is [`crate::kms`]'s),
+//! with one thin call per ioctl that returns the kernel's errno unchanged.
 
 use std::os::fd::{BorrowedFd, FromRawFd, OwnedFd};
 
-use rustix::fs::OFlags;
 use rustix::io;
 use rustix::ioctl::{ioctl, opcode, Ioctl, IoctlOutput, Opcode, Setter, Updater};
-
-use crate::kms::uapi::DrmPrimeHandle;
 
 /// `struct udmabuf_create`.
 #[repr(C)]
@@ -22,18 +18,6 @@ pub(crate) struct UdmabufCreate {
 
 /// `UDMABUF_FLAGS_CLOEXEC`.
 pub(crate) const UDMABUF_FLAGS_CLOEXEC: u32 = 0x01;
-
-/// `struct drm_mode_create_dumb`.
-#[repr(C)]
-pub(crate) struct DrmModeCreateDumb {
-    pub(crate) height: u32,
-    pub(crate) width: u32,
-    pub(crate) bpp: u32,
-    pub(crate) flags: u32,
-    pub(crate) handle: u32,
-    pub(crate) pitch: u32,
-    pub(crate) size: u64,
-}
 
 /// `struct drm_vgem_fence_attach`.
 #[repr(C)]
@@ -53,18 +37,11 @@ pub(crate) struct VgemFenceSignal {
 
 /// `VGEM_FENCE_WRITE`: attach a write fence instead of a read fence.
 pub(crate) const VGEM_FENCE_WRITE: u32 = 0x1;
-/// File flags for the new dma-bufs: writable mappings, closed on exec
-/// (`DRM_CLOEXEC | DRM_RDWR` for PRIME are the same bits).
-const CLOEXEC_RDWR: u32 = OFlags::CLOEXEC.bits() | OFlags::RDWR.bits();
 
 /// `DRM_COMMAND_BASE`: driver-private DRM ioctls start here.
 const DRM_COMMAND_BASE: u8 = 0x40;
 
 pub(crate) const UDMABUF_CREATE: Opcode = opcode::write::<UdmabufCreate>(b'u', 0x42);
-pub(crate) const DRM_IOCTL_PRIME_HANDLE_TO_FD: Opcode =
-    opcode::read_write::<DrmPrimeHandle>(b'd', 0x2d);
-pub(crate) const DRM_IOCTL_MODE_CREATE_DUMB: Opcode =
-    opcode::read_write::<DrmModeCreateDumb>(b'd', 0xb2);
 pub(crate) const DRM_IOCTL_VGEM_FENCE_ATTACH: Opcode =
     opcode::read_write::<VgemFenceAttach>(b'd', DRM_COMMAND_BASE + 0x01);
 pub(crate) const DRM_IOCTL_VGEM_FENCE_SIGNAL: Opcode =
@@ -115,52 +92,6 @@ pub(crate) fn udmabuf_create(
 
 /// `DRM_IOCTL_MODE_CREATE_DUMB`: a `width` x `height` buffer of `bpp` bits
 /// per pixel; returns its GEM handle.
-pub(crate) fn drm_create_dumb(
-    card: BorrowedFd<'_>,
-    width: u32,
-    height: u32,
-    bpp: u32,
-) -> io::Result<u32> {
-    let mut dumb = DrmModeCreateDumb {
-        height,
-        width,
-        bpp,
-        flags: 0,
-        handle: 0,
-        pitch: 0,
-        size: 0,
-    };
-    // SAFETY: the opcode is `DRM_IOWR(0xB2, struct drm_mode_create_dumb)` and
-    // `dumb` has that layout and outlives the call.
-    unsafe {
-        ioctl(
-            card,
-            Updater::<DRM_IOCTL_MODE_CREATE_DUMB, _>::new(&mut dumb),
-        )
-    }?;
-    Ok(dumb.handle)
-}
-
-/// `DRM_IOCTL_PRIME_HANDLE_TO_FD`: the GEM object as a dma-buf.
-pub(crate) fn drm_prime_handle_to_fd(card: BorrowedFd<'_>, handle: u32) -> io::Result<OwnedFd> {
-    let mut prime = DrmPrimeHandle {
-        handle,
-        flags: CLOEXEC_RDWR,
-        fd: -1,
-    };
-    // SAFETY: the opcode is `DRM_IOWR(0x2d, struct drm_prime_handle)` and
-    // `prime` has that layout and outlives the call.
-    unsafe {
-        ioctl(
-            card,
-            Updater::<DRM_IOCTL_PRIME_HANDLE_TO_FD, _>::new(&mut prime),
-        )
-    }?;
-    // SAFETY: on success the kernel installed a new descriptor for us in
-    // `prime.fd`; we are its only owner.
-    Ok(unsafe { OwnedFd::from_raw_fd(prime.fd) })
-}
-
 /// `DRM_IOCTL_VGEM_FENCE_ATTACH`: a new unsignalled fence on the object;
 /// returns its id.
 pub(crate) fn vgem_fence_attach(card: BorrowedFd<'_>, handle: u32, flags: u32) -> io::Result<u32> {
@@ -199,8 +130,6 @@ mod tests {
     #[cfg(target_arch = "x86_64")]
     fn ioctl_numbers_match_the_reference() {
         assert_eq!(UDMABUF_CREATE, 0x4018_7542);
-        assert_eq!(DRM_IOCTL_PRIME_HANDLE_TO_FD, 0xC00C_642D);
-        assert_eq!(DRM_IOCTL_MODE_CREATE_DUMB, 0xC020_64B2);
         assert_eq!(DRM_IOCTL_VGEM_FENCE_ATTACH, 0xC010_6441);
         assert_eq!(DRM_IOCTL_VGEM_FENCE_SIGNAL, 0x4008_6442);
     }
@@ -208,7 +137,6 @@ mod tests {
     #[test]
     fn struct_sizes_match_the_uapi() {
         assert_eq!(size_of::<UdmabufCreate>(), 24);
-        assert_eq!(size_of::<DrmModeCreateDumb>(), 32);
         assert_eq!(size_of::<VgemFenceAttach>(), 16);
         assert_eq!(size_of::<VgemFenceSignal>(), 8);
     }

@@ -13,7 +13,7 @@ use rustix::io::Errno;
 
 use super::uapi;
 use crate::error::{Error, Result};
-use crate::kms::Card;
+use crate::kms::{Card, Handle};
 use crate::{Access, DmaBuf, SyncFile};
 
 /// An open vgem *card* node (its render node refuses dumb buffers).
@@ -37,7 +37,7 @@ impl Vgem {
     /// buffer (`DRM_IOCTL_MODE_CREATE_DUMB`, one row of 32-bit pixels).
     pub fn create_buffer(&self, len: usize) -> Result<VgemBuffer> {
         let pixels = u32::try_from(len.max(1).div_ceil(4)).map_err(|_| Error::Os(Errno::INVAL))?;
-        let handle = uapi::drm_create_dumb(self.card.as_fd(), pixels, 1, 32)?;
+        let handle = self.card.create_dumb(pixels, 1, 32)?.handle;
         Ok(VgemBuffer {
             card: Arc::clone(&self.card),
             handle,
@@ -61,16 +61,14 @@ impl Vgem {
 #[derive(Debug)]
 pub struct VgemBuffer {
     card: Arc<Card>,
-    handle: u32,
+    handle: Handle,
 }
 
 impl VgemBuffer {
-    /// `DRM_IOCTL_PRIME_HANDLE_TO_FD`: the buffer as a dma-buf (readable,
-    /// writable, closed on exec). Every export shares one reservation
-    /// object, so they all see the same fences.
+    /// The buffer as a dma-buf ([`Card::export`]): every export shares one
+    /// reservation object, so they all see the same fences.
     pub fn export(&self) -> Result<DmaBuf> {
-        let fd = uapi::drm_prime_handle_to_fd(self.card.as_fd(), self.handle)?;
-        Ok(DmaBuf::from(fd))
+        self.card.export(self.handle)
     }
 
     /// `DRM_IOCTL_VGEM_FENCE_ATTACH`: adds a new unsignalled fence to the
@@ -86,7 +84,7 @@ impl VgemBuffer {
             Access::Read => 0,
             Access::Write | Access::ReadWrite => uapi::VGEM_FENCE_WRITE,
         };
-        let id = uapi::vgem_fence_attach(self.card.as_fd(), self.handle, flags)?;
+        let id = uapi::vgem_fence_attach(self.card.as_fd(), self.handle.0, flags)?;
         Ok(VgemFence {
             card: Arc::clone(&self.card),
             id: Some(id),
@@ -98,7 +96,7 @@ impl Drop for VgemBuffer {
     fn drop(&mut self) {
         // A handle that is already gone changes nothing; there is no one to
         // tell from a destructor.
-        let _ = crate::kms::uapi::gem_close(self.card.as_fd(), self.handle);
+        let _ = self.card.close_handle(self.handle);
     }
 }
 

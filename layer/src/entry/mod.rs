@@ -35,6 +35,7 @@ macro_rules! entry {
 }
 
 mod devices;
+mod displays;
 mod images;
 mod instances;
 mod objects;
@@ -56,6 +57,10 @@ enum Scope {
     /// Devices whose swapchains the layer owns, even where the driver has
     /// no VK_KHR_swapchain; other devices get the next entity's.
     Swapchain,
+    /// Every instance, even where the next entity lacks the command: the
+    /// instance commands of an extension the layer provides itself
+    /// (`VK_KHR_display` over KMS).
+    Provided,
 }
 
 /// The layer's own function for `name`, and who gets it.
@@ -63,6 +68,7 @@ fn lookup(name: &[u8]) -> Option<(Scope, *const c_void)> {
     instances::lookup(name)
         .or_else(|| devices::lookup(name))
         .or_else(|| surfaces::lookup(name))
+        .or_else(|| displays::lookup(name))
         .or_else(|| swapchains::lookup(name))
         .or_else(|| presents::lookup(name))
         .or_else(|| objects::lookup(name))
@@ -184,7 +190,7 @@ entry! {
         match ours {
             // The swapchain commands of extensions the layer provides may
             // be the layer's alone.
-            Some((Scope::Swapchain, f)) => void_fn(f),
+            Some((Scope::Swapchain | Scope::Provided, f)) => void_fn(f),
             Some((_, f)) if next.is_some() => void_fn(f),
             _ => next,
         }

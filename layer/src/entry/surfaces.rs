@@ -7,6 +7,7 @@ use std::ffi::c_void;
 use std::sync::Arc;
 
 use ash::vk;
+use ash::vk::Handle;
 
 use super::Scope;
 use crate::platform::{headless, wayland};
@@ -14,6 +15,7 @@ use crate::plumbing::settings::Platform;
 use crate::plumbing::stats::{self, Counter};
 use crate::vulkan::caps::SwapchainCaps;
 use crate::vulkan::instance::{self, InstanceState};
+use crate::vulkan::objects;
 use crate::wsi::platform::PlatformSurface;
 use crate::wsi::surface::{self, queries, Answer, Surface};
 
@@ -70,6 +72,7 @@ unsafe fn create(
                 Surface {
                     instance,
                     platform: p,
+                    layer_made: false,
                 },
             );
         }
@@ -78,7 +81,8 @@ unsafe fn create(
 }
 
 /// Answers a query about `handle` on `pd`: `layer` for an owned surface
-/// on a device the layer serves, `driver` for everything else.
+/// on a device the layer serves, `driver` for everything else but the
+/// layer's own surfaces, which no other device can present to (lost).
 ///
 /// # Safety
 /// `pd` is a live physical device.
@@ -96,7 +100,7 @@ unsafe fn query(
             instance,
         } => layer(&surface, &caps, instance),
         Answer::Driver(i) => driver(i),
-        Answer::Lost => vk::Result::ERROR_SURFACE_LOST_KHR,
+        Answer::Lost | Answer::Nobody => vk::Result::ERROR_SURFACE_LOST_KHR,
     }
 }
 
@@ -157,7 +161,10 @@ entry! {
         handle: vk::SurfaceKHR,
         p_allocator: *const vk::AllocationCallbacks<'_>,
     ), "vkDestroySurfaceKHR", on panic (), {
-        surface::forget(handle);
+        if surface::forget(handle).is_some_and(|s| s.layer_made) {
+            objects::forget(vk::ObjectType::SURFACE_KHR, handle.as_raw());
+            return;
+        }
         // SAFETY: the application passes a live instance.
         let Some(state) = (unsafe { instance::of(instance) }) else {
             tracing::error!("vkDestroySurfaceKHR: unknown instance; cannot call down");
@@ -175,6 +182,10 @@ entry! {
     ) -> vk::Result, "vkGetPhysicalDeviceSurfaceSupportKHR", on panic vk::Result::ERROR_SURFACE_LOST_KHR, {
         // SAFETY: the application's arguments.
         unsafe {
+            if matches!(surface::answer(pd, handle), Answer::Nobody) {
+                *p_supported = vk::FALSE;
+                return vk::Result::SUCCESS;
+            }
             query(pd, handle, |_, _, i| {
                 *p_supported = queries::family_supports_present(i, pd, family).into();
                 vk::Result::SUCCESS
@@ -233,8 +244,8 @@ entry! {
     ) -> vk::Result, "vkGetPhysicalDeviceSurfaceFormatsKHR", on panic vk::Result::ERROR_SURFACE_LOST_KHR, {
         // SAFETY: the application's arguments.
         unsafe {
-            query(pd, handle, |_, caps, _| {
-                crate::vulkan::fill(&queries::formats(caps), p_count, p_formats)
+            query(pd, handle, |s, caps, _| {
+                crate::vulkan::fill(&queries::formats(s, caps), p_count, p_formats)
             }, |i| (i.surface.get_physical_device_surface_formats_khr)(pd, handle, p_count, p_formats))
         }
     }
@@ -247,8 +258,8 @@ entry! {
     ) -> vk::Result, "vkGetPhysicalDeviceSurfaceFormats2KHR", on panic vk::Result::ERROR_SURFACE_LOST_KHR, {
         // SAFETY: the application's arguments.
         unsafe {
-            query(pd, (*p_info).surface, |_, caps, _| {
-                queries::fill_formats2(&queries::formats(caps), p_count, p_formats)
+            query(pd, (*p_info).surface, |s, caps, _| {
+                queries::fill_formats2(&queries::formats(s, caps), p_count, p_formats)
             }, |i| (i.surface2.get_physical_device_surface_formats2_khr)(pd, p_info, p_count, p_formats))
         }
     }

@@ -174,11 +174,16 @@ entry! {
         let Some(state) = (unsafe { device::of(device) }) else {
             return vk::Result::ERROR_SURFACE_LOST_KHR;
         };
-        if state.owned().is_some() && surface::lookup(handle).is_some() {
-            // A group of one device presents its own images.
-            // SAFETY: the application passes a valid output pointer.
-            unsafe { *p_modes = vk::DeviceGroupPresentModeFlagsKHR::LOCAL };
-            return vk::Result::SUCCESS;
+        if let Some(s) = surface::lookup(handle) {
+            if state.owned().is_some() {
+                // A group of one device presents its own images.
+                // SAFETY: the application passes a valid output pointer.
+                unsafe { *p_modes = vk::DeviceGroupPresentModeFlagsKHR::LOCAL };
+                return vk::Result::SUCCESS;
+            }
+            if s.layer_made {
+                return vk::Result::ERROR_SURFACE_LOST_KHR;
+            }
         }
         // SAFETY: the application's arguments, for the driver.
         unsafe {

@@ -7,9 +7,14 @@ use super::lookup;
 use crate::vulkan::extensions::refused;
 use crate::vulkan::registry::{Carries, CARRIERS};
 
-/// The kinds of handle the layer makes today (swapchains; any handle as a
-/// u64 may be one of them).
-const MADE: Carries = Carries::SWAPCHAIN.union(Carries::OBJECT_HANDLE);
+/// The kinds of handle the layer makes (swapchains, and the displays, modes
+/// and plane surfaces of the display platform; any handle as a u64 may be
+/// one of them).
+const MADE: Carries = Carries::SWAPCHAIN
+    .union(Carries::DISPLAY)
+    .union(Carries::DISPLAY_MODE)
+    .union(Carries::SURFACE)
+    .union(Carries::OBJECT_HANDLE);
 
 /// Commands the registry's rules count, which cannot carry a handle of the
 /// layer's: their only u64 object is a `VkDebugUtilsObjectNameInfoEXT`

@@ -3,6 +3,7 @@
 //! has no sync code of its own: it talks to its consumer, and reaches the
 //! dma-bufs' fences only through the sync bridge.
 
+pub mod display;
 pub mod headless;
 pub mod wayland;
 mod worker;

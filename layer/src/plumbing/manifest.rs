@@ -33,6 +33,9 @@ pub struct Extension {
 /// headless swapchains available through the layer on drivers that lack
 /// them. VK_EXT_surface_maintenance1 is answered by the layer for the
 /// surfaces it owns; where the driver has it too, the loader lists it once.
+/// The display extensions are the display platform's: KMS outputs as
+/// displays on drivers without their own (the loader passes each driver
+/// only the extensions it has).
 /// VK_KHR_surface_maintenance1 is not listed: loaders before Vulkan 1.4.321
 /// (Debian's 1.3.239 and 1.4.309 among them) fail `vkCreateInstance` for an
 /// instance extension they do not know, and vulkaninfo enables every one.
@@ -44,6 +47,26 @@ pub const INSTANCE_EXTENSIONS: &[Extension] = &[
     },
     Extension {
         name: "VK_EXT_surface_maintenance1",
+        spec_version: 1,
+        entrypoints: &[],
+    },
+    Extension {
+        name: "VK_KHR_display",
+        spec_version: 23,
+        entrypoints: &[],
+    },
+    Extension {
+        name: "VK_KHR_get_display_properties2",
+        spec_version: 1,
+        entrypoints: &[],
+    },
+    Extension {
+        name: "VK_EXT_direct_mode_display",
+        spec_version: 1,
+        entrypoints: &[],
+    },
+    Extension {
+        name: "VK_EXT_acquire_drm_display",
         spec_version: 1,
         entrypoints: &[],
     },

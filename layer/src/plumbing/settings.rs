@@ -25,7 +25,12 @@ pub const HEADLESS_REFRESH: &str = "SYNCFILE_WSI_HEADLESS_REFRESH";
 /// consumer's own, imported into Vulkan).
 pub const HEADLESS_BUFFERS: &str = "SYNCFILE_WSI_HEADLESS_BUFFERS";
 
-const KEYS: [&str; 8] = [
+/// The KMS devices whose outputs the display platform offers as displays:
+/// a device node (`/dev/dri/card0`), or a driver's name (`vkms`, `amdgpu`)
+/// for every card it drives (default: every card with connectors).
+pub const DISPLAY_DEVICE: &str = "SYNCFILE_WSI_DISPLAY_DEVICE";
+
+const KEYS: [&str; 9] = [
     LOG,
     PLATFORMS,
     SYNC,
@@ -34,6 +39,7 @@ const KEYS: [&str; 8] = [
     CAPTURE_EVERY,
     HEADLESS_REFRESH,
     HEADLESS_BUFFERS,
+    DISPLAY_DEVICE,
 ];
 
 /// Variables of the project that share the prefix but are not settings: the
@@ -189,6 +195,9 @@ pub struct Settings {
     /// The headless backend's virtual refresh rate in Hz (1..=1000).
     pub headless_refresh: u32,
     pub headless_buffers: Buffers,
+    /// The KMS devices the display platform uses, if named: a node's path
+    /// or a driver's name.
+    pub display_device: Option<String>,
 }
 
 impl Default for Settings {
@@ -202,6 +211,7 @@ impl Default for Settings {
             capture_every: DEFAULT_CAPTURE_EVERY,
             headless_refresh: DEFAULT_HEADLESS_REFRESH,
             headless_buffers: Buffers::Driver,
+            display_device: None,
         }
     }
 }
@@ -325,6 +335,7 @@ impl Settings {
                         s.headless_buffers = Buffers::Driver;
                     }
                 },
+                DISPLAY_DEVICE => s.display_device = (!value.is_empty()).then(|| value.clone()),
                 _ => warnings.push(format!(
                     "{origin}: unknown setting {key}; known ones are {}",
                     KEYS.join(", ")
@@ -363,6 +374,16 @@ fn parse_platforms(value: &str) -> Option<Platforms> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn the_display_device_is_a_node_or_a_driver() {
+        let (s, w) = Settings::parse([(DISPLAY_DEVICE, "vkms")], None);
+        assert_eq!((s.display_device.as_deref(), w.len()), (Some("vkms"), 0));
+        let (s, _) = Settings::parse([(DISPLAY_DEVICE, "/dev/dri/card2")], None);
+        assert_eq!(s.display_device.as_deref(), Some("/dev/dri/card2"));
+        let (s, _) = Settings::parse([(DISPLAY_DEVICE, "")], None);
+        assert_eq!(s.display_device, None);
+    }
     use super::*;
 
     fn env(pairs: &[(&'static str, &'static str)]) -> (Settings, Vec<String>) {

@@ -33,6 +33,8 @@
 //! frames.displayed                images the backend put on its (virtual) screen
 //! frames.replaced                 MAILBOX: queued images replaced before display
 //! frames.captured                 PNG files written (SYNCFILE_WSI_CAPTURE)
+//! frames.read_back                PNG files of what a display showed, read back
+//!                                 through its writeback connector (capture on)
 //! frames.out_of_date              presents answered VK_ERROR_OUT_OF_DATE_KHR
 //! acquires.{succeeded,not_ready,timeout,out_of_date}
 //! acquires.idle                   the image had no pending access: an already
@@ -53,6 +55,12 @@
 //!                                         the compositor's surface dma-buf feedback
 //! wayland.frame_callback_timeouts         FIFO presents that committed after waiting
 //!                                         FIFO_WAIT for a frame callback in vain
+//! display.commits.{implicit,in_fence}   scan-out commits that relied on the dma-buf's
+//!                                         write fence, and those that passed the render's
+//!                                         sync_file as the plane's IN_FENCE_FD
+//! display.mode_sets                       commits that lit a display up (a swapchain's first)
+//! display.async_flips                     IMMEDIATE commits flipped without waiting for vblank
+//! display.lost                            display swapchains whose output was taken or unplugged
 //! ownership.released                      images a present's submission handed to
 //!                                         their consumer (queue family ownership)
 //! ownership.taken_back                    images taken back before the first
@@ -126,6 +134,7 @@ pub enum Counter {
     FramesDisplayed,
     FramesReplaced,
     FramesCaptured,
+    FramesReadBack,
     FramesOutOfDate,
     AcquiresSucceeded,
     AcquiresNotReady,
@@ -151,6 +160,13 @@ pub enum Counter {
     WaylandSuboptimal,
     /// FIFO presents that stopped waiting for a frame callback.
     WaylandFrameTimeouts,
+    DisplayCommitsImplicit,
+    DisplayCommitsInFence,
+    DisplayModeSets,
+    DisplayAsyncFlips,
+    /// Display swapchains whose output another master took or that was
+    /// unplugged.
+    DisplayLost,
     /// Images handed to their consumer by a present's ownership transfer.
     OwnershipReleased,
     /// Images taken back before a submission that waited on their acquire.
@@ -369,6 +385,7 @@ pub fn snapshot(settings: &Settings, event: Event) -> Value {
             "displayed": get(FramesDisplayed),
             "replaced": get(FramesReplaced),
             "captured": get(FramesCaptured),
+            "read_back": get(FramesReadBack),
             "out_of_date": get(FramesOutOfDate),
         },
         "acquires": {
@@ -397,6 +414,12 @@ pub fn snapshot(settings: &Settings, event: Event) -> Value {
             "lost": get(WaylandLost),
             "suboptimal": get(WaylandSuboptimal),
             "frame_callback_timeouts": get(WaylandFrameTimeouts),
+        },
+        "display": {
+            "commits": { "implicit": get(DisplayCommitsImplicit), "in_fence": get(DisplayCommitsInFence) },
+            "mode_sets": get(DisplayModeSets),
+            "async_flips": get(DisplayAsyncFlips),
+            "lost": get(DisplayLost),
         },
         "ownership": {
             "released": get(OwnershipReleased),

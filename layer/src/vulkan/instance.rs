@@ -41,6 +41,14 @@ pub struct InstanceState {
     /// in part.
     pub properties2: ash::khr::get_physical_device_properties2::InstanceFn,
     pub wayland: ash::khr::wayland_surface::InstanceFn,
+    /// The next entity's display commands, where it has them all (the
+    /// layer provides these extensions itself, so they may be missing).
+    pub display: Option<ash::khr::display::InstanceFn>,
+    pub display2: Option<ash::khr::get_display_properties2::InstanceFn>,
+    pub drm_display: Option<ash::ext::acquire_drm_display::InstanceFn>,
+    pub direct_display: Option<ash::ext::direct_mode_display::InstanceFn>,
+    pub xlib_display: Option<ash::ext::acquire_xlib_display::InstanceFn>,
+    pub winrt_display: Option<ash::nv::acquire_winrt_display::InstanceFn>,
     pub debug_report: ash::ext::debug_report::InstanceFn,
     pub debug_utils: ash::ext::debug_utils::InstanceFn,
     /// The version the application asked for (1.0 when it did not say).
@@ -127,6 +135,23 @@ impl InstanceState {
             .unwrap_or_else(|e| e.into_inner())
     }
 }
+
+const DISPLAY_COMMANDS: &[&CStr] = &[
+    c"vkGetPhysicalDeviceDisplayPropertiesKHR",
+    c"vkGetPhysicalDeviceDisplayPlanePropertiesKHR",
+    c"vkGetDisplayPlaneSupportedDisplaysKHR",
+    c"vkGetDisplayModePropertiesKHR",
+    c"vkCreateDisplayModeKHR",
+    c"vkGetDisplayPlaneCapabilitiesKHR",
+    c"vkCreateDisplayPlaneSurfaceKHR",
+];
+
+const DISPLAY2_COMMANDS: &[&CStr] = &[
+    c"vkGetPhysicalDeviceDisplayProperties2KHR",
+    c"vkGetPhysicalDeviceDisplayPlaneProperties2KHR",
+    c"vkGetDisplayModeProperties2KHR",
+    c"vkGetDisplayPlaneCapabilities2KHR",
+];
 
 #[derive(Debug, thiserror::Error)]
 pub enum CreateError {
@@ -247,6 +272,23 @@ pub unsafe fn create(
         headless: ash::ext::headless_surface::InstanceFn::load(|n| next.ptr(n)),
         properties2: ash::khr::get_physical_device_properties2::InstanceFn::load(|n| next.ptr(n)),
         wayland: ash::khr::wayland_surface::InstanceFn::load(|n| next.ptr(n)),
+        display: next.table(DISPLAY_COMMANDS, |f| ash::khr::display::InstanceFn::load(f)),
+        display2: next.table(DISPLAY2_COMMANDS, |f| {
+            ash::khr::get_display_properties2::InstanceFn::load(f)
+        }),
+        drm_display: next.table(&[c"vkAcquireDrmDisplayEXT", c"vkGetDrmDisplayEXT"], |f| {
+            ash::ext::acquire_drm_display::InstanceFn::load(f)
+        }),
+        direct_display: next.table(&[c"vkReleaseDisplayEXT"], |f| {
+            ash::ext::direct_mode_display::InstanceFn::load(f)
+        }),
+        xlib_display: next.table(
+            &[c"vkAcquireXlibDisplayEXT", c"vkGetRandROutputDisplayEXT"],
+            |f| ash::ext::acquire_xlib_display::InstanceFn::load(f),
+        ),
+        winrt_display: next.table(&[c"vkAcquireWinrtDisplayNV", c"vkGetWinrtDisplayNV"], |f| {
+            ash::nv::acquire_winrt_display::InstanceFn::load(f)
+        }),
         debug_report: ash::ext::debug_report::InstanceFn::load(|n| next.ptr(n)),
         debug_utils: ash::ext::debug_utils::InstanceFn::load(|n| next.ptr(n)),
         api_version,

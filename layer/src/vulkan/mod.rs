@@ -88,3 +88,35 @@ pub unsafe fn fill<T: Copy>(items: &[T], p_count: *mut u32, p_out: *mut T) -> vk
         vk::Result::SUCCESS
     }
 }
+
+/// Fills an array of output structures the Vulkan way, `len` of them, by
+/// writing into each in place (so that its `sType` and `pNext` stay the
+/// application's): with a null pointer, the count; else as many as fit,
+/// and `VK_INCOMPLETE` if not all did.
+///
+/// # Safety
+/// `p_count` is valid; `p_out` is null or has room for `*p_count` items.
+pub unsafe fn fill_in_place<T>(
+    len: usize,
+    p_count: *mut u32,
+    p_out: *mut T,
+    mut write: impl FnMut(usize, &mut T),
+) -> vk::Result {
+    // SAFETY: the caller passes a valid count pointer.
+    let count = unsafe { &mut *p_count };
+    if p_out.is_null() {
+        *count = len as u32;
+        return vk::Result::SUCCESS;
+    }
+    let n = (*count as usize).min(len);
+    for i in 0..n {
+        // SAFETY: the caller's array has room for `*count` items.
+        write(i, unsafe { &mut *p_out.add(i) });
+    }
+    *count = n as u32;
+    if n < len {
+        vk::Result::INCOMPLETE
+    } else {
+        vk::Result::SUCCESS
+    }
+}

@@ -29,6 +29,12 @@ pub fn register(kind: vk::ObjectType, handle: u64) {
     lock().insert((kind, handle), ObjectData::default());
 }
 
+/// Records an object of the layer's that lives as long as the process (a
+/// display, a mode), keeping what was attached to it already.
+pub fn register_once(kind: vk::ObjectType, handle: u64) {
+    lock().entry((kind, handle)).or_default();
+}
+
 /// Forgets an object being destroyed, with its name and private data.
 pub fn forget(kind: vk::ObjectType, handle: u64) {
     lock().remove(&(kind, handle));

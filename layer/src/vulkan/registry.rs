@@ -2,7 +2,8 @@
 //! from ash 0.38.0+1.3.281 (the Vulkan registry at 1.3.281); do not edit.
 //!
 //! [`CARRIERS`] lists every command of the registry that can carry a handle
-//! the layer makes (`VkSwapchainKHR`, `VkDisplayKHR`, `VkDisplayModeKHR`) or
+//! the layer makes (`VkSwapchainKHR`, `VkDisplayKHR`, `VkDisplayModeKHR`, and
+//! `VkSurfaceKHR` where the command takes one rather than only writing it) or
 //! any handle as a `u64` object: the layer must serve each of them, or hide
 //! the extension that brings it, so that none reaches the driver with a
 //! layer-made handle. A command carries a kind when one of its parameters
@@ -32,6 +33,9 @@ impl Carries {
     pub const DISPLAY_MODE: Carries = Carries(4);
     /// A handle of any type as a u64 with its object type (debug names, private data, ...).
     pub const OBJECT_HANDLE: Carries = Carries(8);
+    /// `VkSurfaceKHR`, taken (the layer makes display planes' surfaces; a command that only
+    /// writes one, as every vkCreate*SurfaceKHR, does not count).
+    pub const SURFACE: Carries = Carries(16);
 
     pub const fn union(self, other: Carries) -> Carries {
         Carries(self.0 | other.0)
@@ -86,13 +90,16 @@ pub const CARRIERS: &[Carrier] = &[
     Carrier { command: "vkCreateImage", carries: Carries::SWAPCHAIN, instance_level: false, from: &["VK_VERSION_1_0"] },
     Carrier { command: "vkCreateRayTracingPipelinesKHR", carries: Carries::OBJECT_HANDLE, instance_level: false, from: &["VK_KHR_ray_tracing_pipeline"] },
     Carrier { command: "vkCreateRayTracingPipelinesNV", carries: Carries::OBJECT_HANDLE, instance_level: false, from: &["VK_NV_ray_tracing"] },
-    Carrier { command: "vkCreateSharedSwapchainsKHR", carries: Carries::SWAPCHAIN, instance_level: false, from: &["VK_KHR_display_swapchain"] },
-    Carrier { command: "vkCreateSwapchainKHR", carries: Carries::SWAPCHAIN, instance_level: false, from: &["VK_KHR_swapchain"] },
+    Carrier { command: "vkCreateSharedSwapchainsKHR", carries: Carries::SWAPCHAIN.union(Carries::SURFACE), instance_level: false, from: &["VK_KHR_display_swapchain"] },
+    Carrier { command: "vkCreateSwapchainKHR", carries: Carries::SWAPCHAIN.union(Carries::SURFACE), instance_level: false, from: &["VK_KHR_swapchain"] },
     Carrier { command: "vkDebugMarkerSetObjectNameEXT", carries: Carries::OBJECT_HANDLE, instance_level: false, from: &["VK_EXT_debug_marker"] },
     Carrier { command: "vkDebugMarkerSetObjectTagEXT", carries: Carries::OBJECT_HANDLE, instance_level: false, from: &["VK_EXT_debug_marker"] },
     Carrier { command: "vkDebugReportMessageEXT", carries: Carries::OBJECT_HANDLE, instance_level: true, from: &["VK_EXT_debug_report"] },
+    Carrier { command: "vkDestroySurfaceKHR", carries: Carries::SURFACE, instance_level: true, from: &["VK_KHR_surface"] },
     Carrier { command: "vkDestroySwapchainKHR", carries: Carries::SWAPCHAIN, instance_level: false, from: &["VK_KHR_swapchain"] },
     Carrier { command: "vkDisplayPowerControlEXT", carries: Carries::DISPLAY, instance_level: false, from: &["VK_EXT_display_control"] },
+    Carrier { command: "vkGetDeviceGroupSurfacePresentModes2EXT", carries: Carries::SURFACE, instance_level: false, from: &["VK_EXT_full_screen_exclusive"] },
+    Carrier { command: "vkGetDeviceGroupSurfacePresentModesKHR", carries: Carries::SURFACE, instance_level: false, from: &["VK_KHR_device_group", "VK_KHR_swapchain"] },
     Carrier { command: "vkGetDeviceImageMemoryRequirements", carries: Carries::SWAPCHAIN, instance_level: false, from: &["VK_VERSION_1_3"] },
     Carrier { command: "vkGetDeviceImageMemoryRequirementsKHR", carries: Carries::SWAPCHAIN, instance_level: false, from: &["VK_KHR_maintenance4"] },
     Carrier { command: "vkGetDeviceImageSparseMemoryRequirements", carries: Carries::SWAPCHAIN, instance_level: false, from: &["VK_VERSION_1_3"] },
@@ -110,6 +117,15 @@ pub const CARRIERS: &[Carrier] = &[
     Carrier { command: "vkGetPhysicalDeviceDisplayPlanePropertiesKHR", carries: Carries::DISPLAY, instance_level: true, from: &["VK_KHR_display"] },
     Carrier { command: "vkGetPhysicalDeviceDisplayProperties2KHR", carries: Carries::DISPLAY, instance_level: true, from: &["VK_KHR_get_display_properties2"] },
     Carrier { command: "vkGetPhysicalDeviceDisplayPropertiesKHR", carries: Carries::DISPLAY, instance_level: true, from: &["VK_KHR_display"] },
+    Carrier { command: "vkGetPhysicalDevicePresentRectanglesKHR", carries: Carries::SURFACE, instance_level: true, from: &["VK_KHR_device_group", "VK_KHR_swapchain"] },
+    Carrier { command: "vkGetPhysicalDeviceSurfaceCapabilities2EXT", carries: Carries::SURFACE, instance_level: true, from: &["VK_EXT_display_surface_counter"] },
+    Carrier { command: "vkGetPhysicalDeviceSurfaceCapabilities2KHR", carries: Carries::SURFACE, instance_level: true, from: &["VK_KHR_get_surface_capabilities2"] },
+    Carrier { command: "vkGetPhysicalDeviceSurfaceCapabilitiesKHR", carries: Carries::SURFACE, instance_level: true, from: &["VK_KHR_surface"] },
+    Carrier { command: "vkGetPhysicalDeviceSurfaceFormats2KHR", carries: Carries::SURFACE, instance_level: true, from: &["VK_KHR_get_surface_capabilities2"] },
+    Carrier { command: "vkGetPhysicalDeviceSurfaceFormatsKHR", carries: Carries::SURFACE, instance_level: true, from: &["VK_KHR_surface"] },
+    Carrier { command: "vkGetPhysicalDeviceSurfacePresentModes2EXT", carries: Carries::SURFACE, instance_level: true, from: &["VK_EXT_full_screen_exclusive"] },
+    Carrier { command: "vkGetPhysicalDeviceSurfacePresentModesKHR", carries: Carries::SURFACE, instance_level: true, from: &["VK_KHR_surface"] },
+    Carrier { command: "vkGetPhysicalDeviceSurfaceSupportKHR", carries: Carries::SURFACE, instance_level: true, from: &["VK_KHR_surface"] },
     Carrier { command: "vkGetPipelineIndirectMemoryRequirementsNV", carries: Carries::OBJECT_HANDLE, instance_level: false, from: &["VK_NV_device_generated_commands_compute"] },
     Carrier { command: "vkGetPrivateData", carries: Carries::OBJECT_HANDLE, instance_level: false, from: &["VK_VERSION_1_3"] },
     Carrier { command: "vkGetPrivateDataEXT", carries: Carries::OBJECT_HANDLE, instance_level: false, from: &["VK_EXT_private_data"] },

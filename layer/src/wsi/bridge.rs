@@ -18,6 +18,8 @@
 //!   implicit fences as a compositor's GPU would asks [`render_done`] or
 //!   polls [`render_done_poll`]; the release fence of an explicit-sync
 //!   protocol goes into the dma-buf as a read fence ([`carry_release_fence`]);
+//!   one that takes a fence with every frame gets a signalled one for a
+//!   render already complete ([`signalled_fence`]);
 //!   a capture reads the pixels under [`cpu_read`].
 //!
 //! The kernel half takes plain dma-bufs and sync_files, so tests can feed
@@ -202,6 +204,15 @@ pub fn wait_for_render<Fd: AsFd>(
 /// done, together with whatever else the consumer waits for.
 pub fn render_done_poll<Fd: AsFd>(dma_buf: &DmaBuf<Fd>) -> PollFd<'_> {
     PollFd::from_borrowed_fd(dma_buf.as_fd(), PollFlags::IN)
+}
+
+/// Consumer: an already signalled sync_file, for a consumer that takes one
+/// fence with every frame (a KMS plane's `IN_FENCE_FD`) when the render was
+/// complete before its present (a driver's export gave no file): the
+/// export of `idle`, a dma-buf that no one ever fences, is the kernel's
+/// signalled stub fence.
+pub fn signalled_fence<Fd: AsFd>(idle: &DmaBuf<Fd>) -> syncfile::Result<SyncFile> {
+    idle.export_sync_file(Access::Read)
 }
 
 /// Consumer: carries the release fence of an explicit-sync protocol into

@@ -5,7 +5,9 @@
 //! (default 1, every frame) keeps only frames whose number is a multiple
 //! of N. Frame numbers count presents on swapchains the layer owns since
 //! the process started, from 0, and name the files:
-//! `DIR/frame-000042.png`. A file appears whole (it is written under a
+//! `DIR/frame-000042.png`; a display that can read back what it shows
+//! (a KMS writeback connector) also writes `DIR/display-000042.png`. A
+//! file appears whole (it is written under a
 //! temporary name and renamed). The pixels are read from the image's
 //! dma-buf once its write fence has signalled, so they are the finished
 //! render; with an opaque composite alpha, alpha is written as 255, as a
@@ -29,6 +31,10 @@ use super::bridge;
 use super::platform::ConsumerImage;
 use crate::plumbing::settings::Settings;
 use crate::plumbing::stats::{self, Counter};
+
+/// The files of presented frames, and of what displays showed.
+const FRAME: &str = "frame";
+const SHOWN: &str = "display";
 
 /// `DRM_FORMAT_MOD_LINEAR`.
 pub const LINEAR: u64 = 0;
@@ -74,24 +80,39 @@ impl Capture {
         seq % self.every == 0
     }
 
-    /// The file frame `seq` is written to.
-    pub fn path(&self, seq: u64) -> PathBuf {
-        self.dir.join(format!("frame-{seq:06}.png"))
+    fn named(&self, prefix: &str, seq: u64) -> PathBuf {
+        self.dir.join(format!("{prefix}-{seq:06}.png"))
     }
 
     /// Writes frame `seq` from `image`, whose write fence has signalled;
     /// logs the first failure and counts the successes.
     pub fn write(&self, seq: u64, image: &ConsumerImage, opaque: bool) {
-        match self.try_write(seq, image, opaque) {
+        match self.try_write(FRAME, seq, image, opaque) {
             Ok(()) => stats::count(Counter::FramesCaptured),
             Err(e) => warn_once(&format!("cannot capture frame {seq}: {e}")),
         }
     }
 
-    fn try_write(&self, seq: u64, image: &ConsumerImage, opaque: bool) -> Result<(), CaptureError> {
+    /// Writes what a display showed while frame `seq` was on it, as read
+    /// back from the display (`display-000042.png`), from `image`, whose
+    /// writes are complete.
+    pub fn write_shown(&self, seq: u64, image: &ConsumerImage) {
+        match self.try_write(SHOWN, seq, image, true) {
+            Ok(()) => stats::count(Counter::FramesReadBack),
+            Err(e) => warn_once(&format!("cannot write the display's frame {seq}: {e}")),
+        }
+    }
+
+    fn try_write(
+        &self,
+        prefix: &str,
+        seq: u64,
+        image: &ConsumerImage,
+        opaque: bool,
+    ) -> Result<(), CaptureError> {
         let pixels = read_rgba(image, opaque)?;
-        let path = self.path(seq);
-        let tmp = self.dir.join(format!(".frame-{seq:06}.png.tmp"));
+        let path = self.named(prefix, seq);
+        let tmp = self.dir.join(format!(".{prefix}-{seq:06}.png.tmp"));
         encode(&tmp, image.extent.width, image.extent.height, &pixels)?;
         std::fs::rename(&tmp, &path).map_err(|e| CaptureError::Io(path.clone(), e))
     }
@@ -191,7 +212,8 @@ mod tests {
             dir: PathBuf::from("/d"),
             every: 10,
         };
-        assert_eq!(c.path(42), PathBuf::from("/d/frame-000042.png"));
+        assert_eq!(c.named(FRAME, 42), PathBuf::from("/d/frame-000042.png"));
+        assert_eq!(c.named(SHOWN, 7), PathBuf::from("/d/display-000007.png"));
         assert!(c.wants(0) && c.wants(30) && !c.wants(31));
     }
 

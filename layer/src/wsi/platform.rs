@@ -50,6 +50,13 @@ pub trait PlatformSurface: Send + Sync {
     /// The present modes it implements, in order of preference.
     fn present_modes(&self) -> &'static [vk::PresentModeKHR];
 
+    /// Whether its consumer shows images of this format at all (the
+    /// surface's formats are the device's that it accepts).
+    fn accepts_format(&self, format: Format) -> bool {
+        let _ = format;
+        true
+    }
+
     /// Whether its consumer can read images of this format and modifier.
     fn accepts_modifier(&self, format: Format, modifier: u64, settings: &Settings) -> bool;
 

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use ash::vk;
 use serde_json::{json, Value};
 
-use crate::client::{mode_name, parse_mode, Chain, Vk};
+use crate::client::{mode_name, parse_mode, Chain, Options, Vk, ALL_MODES};
 use crate::common::child::Result;
 use crate::common::validation::{leak_a_semaphore, validation_errors};
 use crate::fds;
@@ -34,6 +34,7 @@ pub fn run(scenario: &str) -> Result<Value> {
         "fork" => crate::lifetimes::fork(),
         "unfinished" => crate::lifetimes::unfinished(),
         "modern" => crate::modern::modern(),
+        "display_held" => crate::display::held_frame(),
         other => Err(format!("unknown scenario {other}").into()),
     }
 }
@@ -65,17 +66,33 @@ fn frames() -> Result<Value> {
     }))
 }
 
-/// 300 frames in each present mode under a messenger, then one deliberate
-/// mistake: the errors before it are the run's, the ones after prove the
-/// messenger hears the validation layer.
+/// 300 frames in each present mode under a messenger (with `PARAM` =
+/// `display`, 120 in each mode a display offers, on a display plane's
+/// surface), then one deliberate mistake: the errors before it are the
+/// run's, the ones after prove the messenger hears the validation layer.
 fn validation() -> Result<Value> {
-    let vk = Vk::new(true)?;
+    let display = std::env::var(PARAM).is_ok_and(|p| p == "display");
+    let vk = Vk::with(&Options {
+        messenger: true,
+        display,
+        ..Options::default()
+    })?;
+    let (modes, frames) = if display {
+        let offered = vk.present_modes()?;
+        let modes: Vec<_> = ALL_MODES
+            .into_iter()
+            .filter(|m| offered.contains(m))
+            .collect();
+        (modes, 120)
+    } else {
+        (vk.test_modes()?, 300)
+    };
     let features2_missing = vk.modifier_features2_missing(vk::Format::B8G8R8A8_UNORM);
     let mut per_mode = serde_json::Map::new();
-    for mode in vk.test_modes()? {
+    for &mode in &modes {
         let before = validation_errors().0;
         let mut chain = Chain::new(&vk, mode, SIZE, 0, vk::SwapchainKHR::null())?;
-        for _ in 0..300 {
+        for _ in 0..frames {
             chain.frame()?;
         }
         chain.wait_idle()?;
@@ -91,6 +108,7 @@ fn validation() -> Result<Value> {
     let (after, all) = validation_errors();
     Ok(json!({
         "errors": errors,
+        "frames": frames * modes.len(),
         "per_mode": per_mode,
         "messages": messages,
         "driver_lacks_modifier_features2": features2_missing,

@@ -1,5 +1,5 @@
-//! A small Vulkan application on a `VK_EXT_headless_surface`, written by the
-//! spec: what the child scenarios drive through the layer (or Mesa's WSI).
+//! A small Vulkan application on a `VK_EXT_headless_surface` (or a display
+//! plane's surface), written by the spec: what the child scenarios drive through the layer (or Mesa's WSI).
 //! Each frame clears the acquired image to a colour of its own and presents
 //! it, with the synchronization a correct application uses, so that any
 //! validation error is the layer's.
@@ -50,6 +50,9 @@ pub struct Options<'a> {
     pub features: Vec<*mut vk::BaseOutStructure<'static>>,
     /// Instance extensions beyond the surface ones.
     pub instance_extensions: &'a [&'a std::ffi::CStr],
+    /// A display plane's surface (`VK_KHR_display`) on the first display,
+    /// instead of a headless one.
+    pub display: bool,
 }
 
 impl Vk {
@@ -66,7 +69,12 @@ impl Vk {
         let messenger = options.messenger;
         // SAFETY: loading the system's Vulkan loader, as any application does.
         let entry = unsafe { ash::Entry::load()? };
-        let mut exts = vec![ash::khr::surface::NAME, ash::ext::headless_surface::NAME];
+        let platform = if options.display {
+            ash::khr::display::NAME
+        } else {
+            ash::ext::headless_surface::NAME
+        };
+        let mut exts = vec![ash::khr::surface::NAME, platform];
         exts.extend(options.instance_extensions);
         if messenger {
             exts.push(ash::ext::debug_utils::NAME);
@@ -85,8 +93,12 @@ impl Vk {
                 None
             };
             let surface_fn = ash::khr::surface::Instance::new(&entry, &instance);
-            let surface = ash::ext::headless_surface::Instance::new(&entry, &instance)
-                .create_headless_surface(&vk::HeadlessSurfaceCreateInfoEXT::default(), None)?;
+            let surface = if options.display {
+                crate::display::plane_surface(&entry, &instance)?
+            } else {
+                ash::ext::headless_surface::Instance::new(&entry, &instance)
+                    .create_headless_surface(&vk::HeadlessSurfaceCreateInfoEXT::default(), None)?
+            };
             let (pd, family) = pick_device(&instance, &surface_fn, surface)?;
             let priorities = [1.0f32];
             let queues = [vk::DeviceQueueCreateInfo::default()
@@ -253,7 +265,7 @@ fn pick_device(
             }
         }
     }
-    Err("no device can present to a headless surface".into())
+    Err("no device can present to the surface".into())
 }
 
 pub fn mode_name(m: vk::PresentModeKHR) -> &'static str {

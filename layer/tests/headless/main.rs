@@ -4,7 +4,9 @@
 //! consumer, one write-import per present, validation above and below the
 //! layer, acquire timeouts, leaks over many swapchains and presents, and
 //! the modern swapchain extensions (present ids and waits, swapchain
-//! maintenance, display timing).
+//! maintenance, display timing). The display platform (`VK_KHR_display` on
+//! vkms), which like headless needs no window system, is tested here too
+//! (`display_tests.rs`).
 //!
 //! Each test decides when it runs whether this machine has what it needs
 //! (lavapipe with dma-buf export and SYNC_FD, which needs udmabuf; vkmark;
@@ -21,6 +23,8 @@ mod client;
 mod common;
 mod core;
 mod deferred;
+mod display;
+mod display_tests;
 mod fds;
 mod held;
 mod lifetimes;
@@ -117,6 +121,40 @@ const TESTS: &[(&str, Test<Machine>)] = &[
     (
         "lifetimes::destroy_while_a_render_never_finishes",
         core::destroy_while_a_render_never_finishes,
+    ),
+    (
+        "display::vkcube_each_present_mode",
+        display_tests::vkcube_each_present_mode,
+    ),
+    (
+        "display::vkmark_each_present_mode",
+        display_tests::vkmark_each_present_mode,
+    ),
+    (
+        "display::sync_modes_take_their_paths",
+        display_tests::sync_modes_take_their_paths,
+    ),
+    (
+        "display::implicit_fence_holds_the_flip",
+        display_tests::implicit_fence_holds_the_flip,
+    ),
+    (
+        "display::explicit_in_fence_replaces_the_implicit",
+        display_tests::explicit_in_fence_replaces_the_implicit,
+    ),
+    (
+        "display::read_back_shows_the_cube",
+        display_tests::read_back_shows_the_cube,
+    ),
+    ("display::validation_below", display_tests::validation_below),
+    ("display::validation_above", display_tests::validation_above),
+    (
+        "display::another_master_takes_the_display",
+        display_tests::another_master_takes_the_display,
+    ),
+    (
+        "display::killed_application_releases_the_display",
+        display_tests::killed_application_releases_the_display,
     ),
 ];
 

@@ -33,6 +33,10 @@ pub struct Machine {
     pub vgem: Result<(), String>,
     pub validation: Result<(), String>,
     pub valgrind: Result<(), String>,
+    /// The vkms card node, for the display platform.
+    pub vkms: Result<String, String>,
+    /// A vkcube that runs on displays.
+    pub display_vkcube: Result<(), String>,
 }
 
 impl Machine {
@@ -58,6 +62,8 @@ impl Machine {
             vgem,
             validation,
             valgrind,
+            vkms: crate::display_tests::vkms_node(),
+            display_vkcube: crate::display_tests::executable(crate::display_tests::VKCUBE),
         }
     }
 

@@ -35,6 +35,9 @@ pub struct Type {
     pub base: String,
     /// Neither a pointer nor an array: `u64` itself.
     pub plain: bool,
+    /// Behind a `*mut` first: a parameter the command writes (an output,
+    /// as `vkCreateXcbSurfaceKHR`'s surface).
+    pub written: bool,
 }
 
 /// A structure's field or a command's parameter.
@@ -319,9 +322,14 @@ fn field(mut t: &[Tok]) -> Option<Field> {
     }
     let mut t = &t[2..];
     let mut plain = true;
+    let mut written = None;
     loop {
         match t.first()? {
-            Tok::Punct("*" | "[" | "&") => plain = false,
+            Tok::Punct("*") => {
+                plain = false;
+                written.get_or_insert(at(t, 1, "mut"));
+            }
+            Tok::Punct("[" | "&") => plain = false,
             Tok::Ident(w) if w == "const" || w == "mut" => {}
             Tok::Lifetime(_) => {}
             // A path: `crate::vk::Device` is `Device`.
@@ -330,7 +338,11 @@ fn field(mut t: &[Tok]) -> Option<Field> {
                 let base = base.clone();
                 return Some(Field {
                     name,
-                    ty: Type { base, plain },
+                    ty: Type {
+                        base,
+                        plain,
+                        written: written.unwrap_or(false),
+                    },
                 });
             }
             _ => return None,

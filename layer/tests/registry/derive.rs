@@ -10,20 +10,23 @@ pub const SWAPCHAIN: u8 = 1;
 pub const DISPLAY: u8 = 2;
 pub const DISPLAY_MODE: u8 = 4;
 pub const OBJECT_HANDLE: u8 = 8;
+pub const SURFACE: u8 = 16;
 
 /// Each kind's constant in the generated file.
-pub const KINDS: [(u8, &str); 4] = [
+pub const KINDS: [(u8, &str); 5] = [
     (SWAPCHAIN, "SWAPCHAIN"),
     (DISPLAY, "DISPLAY"),
     (DISPLAY_MODE, "DISPLAY_MODE"),
     (OBJECT_HANDLE, "OBJECT_HANDLE"),
+    (SURFACE, "SURFACE"),
 ];
 
 /// The handle types the layer makes, by their ash names.
-const HANDLES: [(&str, u8); 3] = [
+const HANDLES: [(&str, u8); 4] = [
     ("SwapchainKHR", SWAPCHAIN),
     ("DisplayKHR", DISPLAY),
     ("DisplayModeKHR", DISPLAY_MODE),
+    ("SurfaceKHR", SURFACE),
 ];
 
 /// A handle of any type passed as a `u64` (with its `ObjectType` beside
@@ -60,7 +63,13 @@ pub struct Chained<'a> {
 /// types (itself, behind a pointer or in an array), or a `u64` object.
 fn own(ash: &Ash, f: &Field) -> u8 {
     let base = ash.resolve(&f.ty.base);
-    let handle = HANDLES.iter().find(|(h, _)| *h == base).map_or(0, |h| h.1);
+    let mut handle = HANDLES.iter().find(|(h, _)| *h == base).map_or(0, |h| h.1);
+    // Surfaces are the layer's only where it makes them (display planes'):
+    // a command that only writes one (every vkCreate*SurfaceKHR) hands the
+    // application the loader's handle, never takes the layer's.
+    if handle == SURFACE && f.ty.written {
+        handle = 0;
+    }
     let object = f.ty.plain && base == "u64" && OBJECT_FIELDS.contains(&f.name.as_str());
     handle | if object { OBJECT_HANDLE } else { 0 }
 }

@@ -123,7 +123,10 @@ fn generated_file_is_current(d: &Derived) -> Outcome {
 /// less (or more).
 fn known_carriers(d: &Derived) -> Outcome {
     let expected = [
-        "vkCreateSwapchainKHR: SWAPCHAIN, device-level, from VK_KHR_swapchain",
+        "vkCreateSwapchainKHR: SWAPCHAIN SURFACE, device-level, from VK_KHR_swapchain",
+        "vkDestroySurfaceKHR: SURFACE, instance-level, from VK_KHR_surface",
+        // VkPhysicalDeviceSurfaceInfo2KHR's surface.
+        "vkGetPhysicalDeviceSurfaceFormats2KHR: SURFACE, instance-level, from VK_KHR_get_surface_capabilities2",
         "vkQueuePresentKHR: SWAPCHAIN, device-level, from VK_KHR_swapchain",
         // VkImageSwapchainCreateInfoKHR in VkImageCreateInfo's pNext.
         "vkCreateImage: SWAPCHAIN, device-level, from VK_VERSION_1_0",
@@ -147,7 +150,13 @@ fn known_carriers(d: &Derived) -> Outcome {
             return Err(format!("derived {found:?}, expected {want:?}").into());
         }
     }
-    for command in ["vkCreateBuffer", "vkCreateInstance", "vkQueueSubmit2KHR"] {
+    // vkCreateXcbSurfaceKHR only writes its surface.
+    for command in [
+        "vkCreateBuffer",
+        "vkCreateInstance",
+        "vkQueueSubmit2KHR",
+        "vkCreateXcbSurfaceKHR",
+    ] {
         if d.carriers
             .iter()
             .any(|c| c.starts_with(&format!("{command}:")))
@@ -169,12 +178,13 @@ fn derive_file() -> Result<Derived, Missing> {
     let count = |kind: u8| carriers.iter().filter(|c| c.carries & kind != 0).count();
     println!(
         "registry: {} commands carry layer handles ({} swapchain, {} display, {} display mode, \
-         {} object handle) of {} commands; {} structure sizes (ash {version}, {} ms)",
+         {} object handle, {} surface) of {} commands; {} structure sizes (ash {version}, {} ms)",
         carriers.len(),
         count(derive::SWAPCHAIN),
         count(derive::DISPLAY),
         count(derive::DISPLAY_MODE),
         count(derive::OBJECT_HANDLE),
+        count(derive::SURFACE),
         ash.commands.len(),
         chained.len(),
         start.elapsed().as_millis(),

@@ -12,7 +12,8 @@ pub fn render(ash_version: &str, carriers: &[Carrier], chained: &[Chained]) -> S
 //! from ash {ash_version} (the Vulkan registry at {vk_version}); do not edit.
 //!
 //! [`CARRIERS`] lists every command of the registry that can carry a handle
-//! the layer makes (`VkSwapchainKHR`, `VkDisplayKHR`, `VkDisplayModeKHR`) or
+//! the layer makes (`VkSwapchainKHR`, `VkDisplayKHR`, `VkDisplayModeKHR`, and
+//! `VkSurfaceKHR` where the command takes one rather than only writing it) or
 //! any handle as a `u64` object: the layer must serve each of them, or hide
 //! the extension that brings it, so that none reaches the driver with a
 //! layer-made handle. A command carries a kind when one of its parameters
@@ -106,6 +107,9 @@ impl Carries {
     pub const DISPLAY_MODE: Carries = Carries(4);
     /// A handle of any type as a u64 with its object type (debug names, private data, ...).
     pub const OBJECT_HANDLE: Carries = Carries(8);
+    /// `VkSurfaceKHR`, taken (the layer makes display planes' surfaces; a command that only
+    /// writes one, as every vkCreate*SurfaceKHR, does not count).
+    pub const SURFACE: Carries = Carries(16);
 
     pub const fn union(self, other: Carries) -> Carries {
         Carries(self.0 | other.0)

@@ -5,7 +5,9 @@
 //! handle (it unwraps it for the drivers); the layer only records, for the
 //! surfaces of a platform it serves, what that platform made of it. It
 //! answers the queries about an owned surface on the physical devices whose
-//! swapchains it can own; everything else is the driver's. That is the one
+//! swapchains it can own; everything else is the driver's. The one
+//! exception is a surface on a display of the layer's (`VK_KHR_display`
+//! over KMS): the layer makes that handle itself, and it never goes down. That is the one
 //! ownership decision: a physical device whose device was passed through
 //! for an extension the layer refuses is the driver's for every query from
 //! then on (`InstanceState::support`).
@@ -30,6 +32,10 @@ pub struct Surface {
     /// The instance it was made on.
     pub instance: vk::Instance,
     pub platform: Arc<dyn PlatformSurface>,
+    /// Made by the layer itself (a display plane's surface, on a display
+    /// of the layer's): the loader and the driver never saw the handle, so
+    /// nothing about it may go down the chain.
+    pub layer_made: bool,
 }
 
 /// Owned surfaces by handle. Surface commands are not on the frame path, so
@@ -52,9 +58,9 @@ pub fn own(handle: vk::SurfaceKHR, surface: Surface) {
     stats::count(Counter::SurfacesOwned);
 }
 
-/// Forgets a surface being destroyed.
-pub fn forget(handle: vk::SurfaceKHR) {
-    lock().remove(&handle.as_raw());
+/// Forgets a surface being destroyed; what it was, if the layer owned it.
+pub fn forget(handle: vk::SurfaceKHR) -> Option<Surface> {
+    lock().remove(&handle.as_raw())
 }
 
 /// Forgets the surfaces of an instance being destroyed (which the
@@ -76,6 +82,9 @@ pub enum Answer {
     },
     /// The driver.
     Driver(&'static InstanceState),
+    /// Nobody: a surface the layer made, on a physical device the layer
+    /// does not serve (which cannot present to it).
+    Nobody,
     /// `VK_ERROR_SURFACE_LOST_KHR`: the surface's window-system connection
     /// is gone, or the physical device is unknown to the layer.
     Lost,
@@ -102,6 +111,7 @@ pub unsafe fn answer(pd: vk::PhysicalDevice, surface: vk::SurfaceKHR) -> Answer 
             caps,
             instance,
         },
+        Support::Missing(_) if surface.layer_made => Answer::Nobody,
         Support::Missing(_) => Answer::Driver(instance),
     }
 }

@@ -126,9 +126,10 @@ pub fn capabilities2_ext(
 
 /// The surface formats the layer offers on a device: each format it can
 /// export, in the sRGB colour space.
-pub fn formats(caps: &SwapchainCaps) -> Vec<vk::SurfaceFormatKHR> {
+pub fn formats(surface: &Surface, caps: &SwapchainCaps) -> Vec<vk::SurfaceFormatKHR> {
     caps.formats
         .iter()
+        .filter(|f| surface.platform.accepts_format(**f))
         .map(|f| vk::SurfaceFormatKHR {
             format: f.vk,
             color_space: vk::ColorSpaceKHR::SRGB_NONLINEAR,

@@ -44,7 +44,13 @@ pub unsafe fn create_swapchain(
 ) -> vk::Result {
     // The old swapchain is retired whatever happens next.
     let old_is_ours = retire(info.old_swapchain);
-    let Some((owned, surface)) = device.owned().zip(surface::lookup(info.surface)) else {
+    let surface = surface::lookup(info.surface);
+    if device.owned().is_none() && surface.as_ref().is_some_and(|s| s.layer_made) {
+        tracing::error!("vkCreateSwapchainKHR: a display surface of the layer's on a device the layer passes through, which cannot present to it");
+        stats::count(Counter::SwapchainsFailed);
+        return vk::Result::ERROR_SURFACE_LOST_KHR;
+    }
+    let Some((owned, surface)) = device.owned().zip(surface) else {
         // SAFETY: the application's arguments.
         return unsafe { pass_through(device, info, old_is_ours, p_allocator, p_swapchain) };
     };
@@ -169,7 +175,10 @@ fn check(
     let caps = surface
         .platform
         .capabilities(&owned.caps, Some(info.present_mode));
-    if owned.caps.format(info.image_format).is_none()
+    if !owned
+        .caps
+        .format(info.image_format)
+        .is_some_and(|f| surface.platform.accepts_format(f))
         || info.image_color_space != vk::ColorSpaceKHR::SRGB_NONLINEAR
     {
         return Err(SwapchainError::Format(

@@ -266,13 +266,16 @@ impl Image {
         };
         self.layout = layout;
         self.modifier = buffer.modifier;
+        // The plane's size is the implementation's to work out from the
+        // pitch (VUID-VkImageDrmFormatModifierExplicitCreateInfoEXT-size-02267).
+        let explicit = vk::SubresourceLayout { size: 0, ..layout };
         // The image's own from here on, so that a failure below closes it.
         let dma_buf: &DmaBuf = self.dma_buf.get_or_init(|| buffer.dma_buf);
         let fd = dma_buf.as_fd().as_raw_fd();
         // The import takes a descriptor of its own on success.
         let import_fd = rustix::io::fcntl_dupfd_cloexec(dma_buf.as_fd(), 0)
             .map_err(|e| SwapchainError::Kernel(syncfile::Error::Os(e)))?;
-        self.create_image(ctx, spec, Modifier::Exactly(buffer.modifier, &layout))?;
+        self.create_image(ctx, spec, Modifier::Exactly(buffer.modifier, &explicit))?;
         let mut fd_props = vk::MemoryFdPropertiesKHR::default();
         // SAFETY: a live dma-buf descriptor, only read.
         let r = unsafe {
