@@ -6,7 +6,6 @@
 //! own and goes no further down.
 
 use std::ffi::c_void;
-use std::os::fd::BorrowedFd;
 use std::sync::{Arc, Mutex};
 
 use ash::vk;
@@ -34,15 +33,6 @@ pub(super) fn lookup(name: &[u8]) -> Option<(Scope, *const c_void)> {
         b"vkGetDisplayPlaneCapabilitiesKHR" => provided(plane_capabilities as _),
         b"vkGetDisplayPlaneCapabilities2KHR" => provided(plane_capabilities2 as _),
         b"vkCreateDisplayPlaneSurfaceKHR" => provided(create_plane_surface as _),
-        b"vkAcquireDrmDisplayEXT" => provided(acquire_drm_display as _),
-        b"vkGetDrmDisplayEXT" => provided(get_drm_display as _),
-        b"vkReleaseDisplayEXT" => provided(release_display as _),
-        // The driver's mechanisms for its own displays: the layer's
-        // displays are no RandR outputs or WinRT displays.
-        b"vkAcquireXlibDisplayEXT" => Some((Scope::Everyone, acquire_xlib_display as _)),
-        b"vkGetRandROutputDisplayEXT" => Some((Scope::Everyone, randr_output_display as _)),
-        b"vkAcquireWinrtDisplayNV" => Some((Scope::Everyone, acquire_winrt_display as _)),
-        b"vkGetWinrtDisplayNV" => Some((Scope::Everyone, winrt_display as _)),
         _ => None,
     }
 }
@@ -52,7 +42,7 @@ pub(super) fn lookup(name: &[u8]) -> Option<(Scope, *const c_void)> {
 /// driver has no display of its own there (a driver with real displays
 /// keeps them, and its own `VK_KHR_display`). Decided once per physical
 /// device, and said once in the log.
-fn ours(state: &InstanceState, pd: vk::PhysicalDevice) -> Option<&'static Outputs> {
+pub(super) fn ours(state: &InstanceState, pd: vk::PhysicalDevice) -> Option<&'static Outputs> {
     static DECIDED: Mutex<Vec<(vk::Instance, vk::PhysicalDevice, bool)>> = Mutex::new(Vec::new());
     if !state.settings.platforms.contains(Platform::Display) || !state.serves(pd) {
         tracing::debug!("display platform: not for this physical device (switched off, or the layer does not serve it)");
@@ -101,7 +91,10 @@ fn driver_displays(state: &InstanceState, pd: vk::PhysicalDevice) -> u32 {
 ///
 /// # Safety
 /// `pd` is a live physical device.
-unsafe fn instance_of(command: &str, pd: vk::PhysicalDevice) -> Option<&'static InstanceState> {
+pub(super) unsafe fn instance_of(
+    command: &str,
+    pd: vk::PhysicalDevice,
+) -> Option<&'static InstanceState> {
     // SAFETY: as the caller promises.
     let state = unsafe { instance::of(pd) };
     if state.is_none() {
@@ -112,7 +105,7 @@ unsafe fn instance_of(command: &str, pd: vk::PhysicalDevice) -> Option<&'static 
 
 /// The display or mode `handle` if it is one of the layer's (the outputs
 /// are found only once some instance asked for the layer's displays).
-fn layer_display(handle: vk::DisplayKHR) -> Option<&'static Display> {
+pub(super) fn layer_display(handle: vk::DisplayKHR) -> Option<&'static Display> {
     display::found()?.display(handle)
 }
 
@@ -458,161 +451,6 @@ entry! {
         }
     }
 
-    /// Drives the display through the application's DRM descriptor (from
-    /// a lease, or a display server) rather than the card the layer opens.
-    fn acquire_drm_display(
-        pd: vk::PhysicalDevice,
-        drm_fd: i32,
-        display: vk::DisplayKHR,
-    ) -> vk::Result, "vkAcquireDrmDisplayEXT", on panic vk::Result::ERROR_INITIALIZATION_FAILED, {
-        let Some(d) = layer_display(display) else {
-            // SAFETY: the application's arguments.
-            return unsafe { driver_acquire_drm(pd, drm_fd, display) };
-        };
-        // SAFETY: the application passes an open descriptor for the call.
-        let fd = unsafe { BorrowedFd::borrow_raw(drm_fd) };
-        let same = rustix::fs::fstat(fd).ok().map(|s| s.st_rdev) == display::device_number(&d.card);
-        let Ok(owned) = fd.try_clone_to_owned() else {
-            return vk::Result::ERROR_INITIALIZATION_FAILED;
-        };
-        if !same || !d.acquire(syncfile::kms::Card::from(owned)) {
-            tracing::error!("vkAcquireDrmDisplayEXT: the descriptor is not of {}'s card, or a swapchain drives it already", d.name.to_string_lossy());
-            return vk::Result::ERROR_INITIALIZATION_FAILED;
-        }
-        vk::Result::SUCCESS
-    }
-
-    fn get_drm_display(
-        pd: vk::PhysicalDevice,
-        drm_fd: i32,
-        connector: u32,
-        p_display: *mut vk::DisplayKHR,
-    ) -> vk::Result, "vkGetDrmDisplayEXT", on panic vk::Result::ERROR_INITIALIZATION_FAILED, {
-        // SAFETY: the application's arguments.
-        unsafe {
-            let Some(state) = instance_of("vkGetDrmDisplayEXT", pd) else {
-                return vk::Result::ERROR_INITIALIZATION_FAILED;
-            };
-            let Some(o) = ours(state, pd) else {
-                return match &state.drm_display {
-                    Some(t) => (t.get_drm_display_ext)(pd, drm_fd, connector, p_display),
-                    None => vk::Result::ERROR_INITIALIZATION_FAILED,
-                };
-            };
-            let rdev = rustix::fs::fstat(BorrowedFd::borrow_raw(drm_fd)).ok().map(|s| s.st_rdev);
-            match rdev.and_then(|r| o.by_connector(r, connector)) {
-                Some(d) => {
-                    *p_display = d.handle();
-                    vk::Result::SUCCESS
-                }
-                None => {
-                    *p_display = vk::DisplayKHR::null();
-                    vk::Result::ERROR_INITIALIZATION_FAILED
-                }
-            }
-        }
-    }
-
-    fn release_display(
-        pd: vk::PhysicalDevice,
-        display: vk::DisplayKHR,
-    ) -> vk::Result, "vkReleaseDisplayEXT", on panic vk::Result::SUCCESS, {
-        if let Some(d) = layer_display(display) {
-            d.release();
-            return vk::Result::SUCCESS;
-        }
-        // SAFETY: the application's arguments.
-        unsafe {
-            match instance_of("vkReleaseDisplayEXT", pd).and_then(|s| s.direct_display.as_ref()) {
-                Some(t) => (t.release_display_ext)(pd, display),
-                None => vk::Result::SUCCESS,
-            }
-        }
-    }
-
-    fn acquire_xlib_display(
-        pd: vk::PhysicalDevice,
-        dpy: *mut vk::Display,
-        display: vk::DisplayKHR,
-    ) -> vk::Result, "vkAcquireXlibDisplayEXT", on panic vk::Result::ERROR_INITIALIZATION_FAILED, {
-        if layer_display(display).is_some() {
-            tracing::error!("vkAcquireXlibDisplayEXT: the layer's displays are driven through KMS, not leased from an X server");
-            return vk::Result::ERROR_INITIALIZATION_FAILED;
-        }
-        // SAFETY: the application's arguments.
-        unsafe {
-            match instance_of("vkAcquireXlibDisplayEXT", pd).and_then(|s| s.xlib_display.as_ref()) {
-                Some(t) => (t.acquire_xlib_display_ext)(pd, dpy, display),
-                None => vk::Result::ERROR_INITIALIZATION_FAILED,
-            }
-        }
-    }
-
-    fn randr_output_display(
-        pd: vk::PhysicalDevice,
-        dpy: *mut vk::Display,
-        output: vk::RROutput,
-        p_display: *mut vk::DisplayKHR,
-    ) -> vk::Result, "vkGetRandROutputDisplayEXT", on panic vk::Result::ERROR_INITIALIZATION_FAILED, {
-        // SAFETY: the application's arguments.
-        unsafe {
-            match instance_of("vkGetRandROutputDisplayEXT", pd).and_then(|s| s.xlib_display.as_ref()) {
-                Some(t) => (t.get_rand_r_output_display_ext)(pd, dpy, output, p_display),
-                None => {
-                    *p_display = vk::DisplayKHR::null();
-                    vk::Result::SUCCESS
-                }
-            }
-        }
-    }
-
-    fn acquire_winrt_display(
-        pd: vk::PhysicalDevice,
-        display: vk::DisplayKHR,
-    ) -> vk::Result, "vkAcquireWinrtDisplayNV", on panic vk::Result::ERROR_INITIALIZATION_FAILED, {
-        if layer_display(display).is_some() {
-            return vk::Result::ERROR_INITIALIZATION_FAILED;
-        }
-        // SAFETY: the application's arguments.
-        unsafe {
-            match instance_of("vkAcquireWinrtDisplayNV", pd).and_then(|s| s.winrt_display.as_ref()) {
-                Some(t) => (t.acquire_winrt_display_nv)(pd, display),
-                None => vk::Result::ERROR_INITIALIZATION_FAILED,
-            }
-        }
-    }
-
-    fn winrt_display(
-        pd: vk::PhysicalDevice,
-        id: u32,
-        p_display: *mut vk::DisplayKHR,
-    ) -> vk::Result, "vkGetWinrtDisplayNV", on panic vk::Result::ERROR_INITIALIZATION_FAILED, {
-        // SAFETY: the application's arguments.
-        unsafe {
-            match instance_of("vkGetWinrtDisplayNV", pd).and_then(|s| s.winrt_display.as_ref()) {
-                Some(t) => (t.get_winrt_display_nv)(pd, id, p_display),
-                None => vk::Result::ERROR_INITIALIZATION_FAILED,
-            }
-        }
-    }
-}
-
-/// `vkAcquireDrmDisplayEXT` on a display of the driver's.
-///
-/// # Safety
-/// The application's arguments.
-unsafe fn driver_acquire_drm(
-    pd: vk::PhysicalDevice,
-    fd: i32,
-    display: vk::DisplayKHR,
-) -> vk::Result {
-    // SAFETY: as the caller promises.
-    unsafe {
-        match instance_of("vkAcquireDrmDisplayEXT", pd).and_then(|s| s.drm_display.as_ref()) {
-            Some(t) => (t.acquire_drm_display_ext)(pd, fd, display),
-            None => vk::Result::ERROR_INITIALIZATION_FAILED,
-        }
-    }
 }
 
 /// Checks a plane surface's create info against what the layer's planes

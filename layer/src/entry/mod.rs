@@ -35,6 +35,7 @@ macro_rules! entry {
 }
 
 mod devices;
+mod display_acquire;
 mod displays;
 mod images;
 mod instances;
@@ -69,6 +70,7 @@ fn lookup(name: &[u8]) -> Option<(Scope, *const c_void)> {
         .or_else(|| devices::lookup(name))
         .or_else(|| surfaces::lookup(name))
         .or_else(|| displays::lookup(name))
+        .or_else(|| display_acquire::lookup(name))
         .or_else(|| swapchains::lookup(name))
         .or_else(|| presents::lookup(name))
         .or_else(|| objects::lookup(name))

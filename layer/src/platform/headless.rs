@@ -37,10 +37,11 @@ use crate::plumbing::stats::{self, Counter, Wait};
 use crate::vulkan::caps::{Format, SwapchainCaps};
 use crate::vulkan::newer;
 use crate::wsi::bridge;
-use crate::wsi::capture::{Capture, LINEAR};
+use crate::wsi::capture::Capture;
+use crate::wsi::platform::LINEAR;
 use crate::wsi::platform::{
-    monotonic_now_ns, sizeless_capabilities, Allocator, Buffer, ConsumerImages, Frame,
-    PlatformError, PlatformSurface, Presenter, PresenterConfig, Returns, Shown,
+    monotonic_now_ns, require_linear, sizeless_capabilities, Allocator, Buffer, ConsumerImages,
+    Frame, PlatformError, PlatformSurface, Presenter, PresenterConfig, Returns, Shown,
 };
 
 /// A headless surface: nothing of its own, every swapchain on it gets a
@@ -390,12 +391,7 @@ impl Allocator for HeapAllocator {
         extent: vk::Extent2D,
         modifiers: &[u64],
     ) -> Result<Buffer, PlatformError> {
-        if !modifiers.contains(&LINEAR) {
-            return Err(PlatformError::Refused(format!(
-                "the driver cannot make LINEAR images of {:?} with this usage, which the consumer's own buffers are",
-                format.vk
-            )));
-        }
+        require_linear(format, modifiers, "the consumer's own buffers")?;
         let stride = (u64::from(extent.width) * 4).next_multiple_of(ROW_ALIGNMENT);
         let size = stride * u64::from(extent.height);
         let heap = syncfile::heap::DmaHeap::open(syncfile::heap::SYSTEM)

@@ -28,16 +28,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use rustix::mm::{MapFlags, ProtFlags};
 
 use super::bridge;
-use super::platform::ConsumerImage;
+use super::platform::{ConsumerImage, LINEAR};
 use crate::plumbing::settings::Settings;
 use crate::plumbing::stats::{self, Counter};
 
 /// The files of presented frames, and of what displays showed.
 const FRAME: &str = "frame";
 const SHOWN: &str = "display";
-
-/// `DRM_FORMAT_MOD_LINEAR`.
-pub const LINEAR: u64 = 0;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CaptureError {

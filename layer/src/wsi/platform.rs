@@ -89,6 +89,25 @@ pub trait Allocator: Send {
     ) -> Result<Buffer, PlatformError>;
 }
 
+/// `DRM_FORMAT_MOD_LINEAR`.
+pub const LINEAR: u64 = 0;
+
+/// For an allocator whose buffers are LINEAR (`buffers`: what they are):
+/// refuses a swapchain whose images the driver cannot make LINEAR.
+pub fn require_linear(
+    format: Format,
+    modifiers: &[u64],
+    buffers: &str,
+) -> Result<(), PlatformError> {
+    if modifiers.contains(&crate::wsi::platform::LINEAR) {
+        return Ok(());
+    }
+    Err(PlatformError::Refused(format!(
+        "the driver cannot make LINEAR images of {:?} with this usage, which {buffers} are",
+        format.vk
+    )))
+}
+
 /// A single-plane dma-buf and its layout.
 #[derive(Debug)]
 pub struct Buffer {

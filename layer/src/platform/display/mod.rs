@@ -34,9 +34,9 @@ use syncfile::kms::{self, client_cap, Card, ModeInfo, Object};
 
 use crate::plumbing::settings::{Platform, Settings};
 use crate::vulkan::caps::{Format, SwapchainCaps};
-use crate::wsi::capture::LINEAR;
+use crate::wsi::platform::LINEAR;
 use crate::wsi::platform::{
-    Allocator, Buffer, PlatformError, PlatformSurface, Presenter, PresenterConfig,
+    require_linear, Allocator, Buffer, PlatformError, PlatformSurface, Presenter, PresenterConfig,
 };
 pub use session::Session;
 
@@ -473,12 +473,7 @@ impl Allocator for DumbAllocator {
         extent: vk::Extent2D,
         modifiers: &[u64],
     ) -> Result<Buffer, PlatformError> {
-        if !modifiers.contains(&LINEAR) {
-            return Err(PlatformError::Refused(format!(
-                "the driver cannot make LINEAR images of {:?} with this usage, which scan-out buffers are",
-                format.vk
-            )));
-        }
+        require_linear(format, modifiers, "scan-out buffers")?;
         let session = match self.session.get() {
             Some(s) => s,
             None => {

@@ -18,7 +18,7 @@ use syncfile::kms::{
 
 use super::session::Session;
 use crate::vulkan::caps::CANDIDATES;
-use crate::wsi::capture::LINEAR;
+use crate::wsi::platform::LINEAR;
 use crate::wsi::platform::{Buffer, ConsumerImage};
 
 /// `DRM_FORMAT_XRGB8888`.

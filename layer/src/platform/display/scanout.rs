@@ -4,13 +4,16 @@
 //!
 //! The kernel holds each commit until the render is done: by the write
 //! fence the sync bridge put in the image's dma-buf (`implicit`), or by the
-//! same fence as a sync_file in the plane's `IN_FENCE_FD` (`explicit`; the
-//! kernel then ignores the dma-buf's fences, which is enough because the
-//! render itself waited, through the acquire, for every fence the dma-buf
-//! held). Nobody waits on the CPU. FIFO commits each frame at the flip
-//! after the one before; MAILBOX replaces the frame waiting behind the
-//! commit in flight; IMMEDIATE commits with `DRM_MODE_PAGE_FLIP_ASYNC`. At
-//! each flip event the image that was on the screen goes back.
+//! same fence as a sync_file in the plane's `IN_FENCE_FD` (`explicit`, and
+//! `auto` where the plane takes one; a render already complete when it was
+//! presented gets a signalled fence). With an `IN_FENCE_FD` the kernel
+//! ignores the dma-buf's fences, which is enough: a swapchain image's only
+//! writer is the application's render, which itself waited, through the
+//! acquire, for every fence the dma-buf held. Nobody waits on the CPU.
+//! FIFO commits each frame at the flip after the one before; MAILBOX
+//! replaces the frame waiting behind the commit in flight; IMMEDIATE
+//! commits with `DRM_MODE_PAGE_FLIP_ASYNC`. At each flip event the image
+//! that was on the screen goes back.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -14,7 +14,7 @@ use syncfile::kms::{
 };
 
 use super::{Display, Mode};
-use crate::wsi::capture::LINEAR;
+use crate::wsi::platform::LINEAR;
 use crate::wsi::platform::{Buffer, ConsumerImage, PlatformError};
 
 /// `DRM_FORMAT_XRGB8888`, what every primary plane scans out.
