@@ -1,9 +1,9 @@
-//! Display commands (`VK_KHR_display`, `VK_KHR_get_display_properties2`,
-//! `VK_EXT_acquire_drm_display`, `VK_EXT_direct_mode_display`): the layer
-//! answers them with the KMS outputs of the display platform on the
-//! physical devices it serves, unless the driver has displays of its own
-//! there; every display, mode and surface handle it answers with is its
-//! own and goes no further down.
+//! Display commands (`VK_KHR_display`, `VK_KHR_get_display_properties2`;
+//! taking displays over is `display_acquire.rs`): the layer answers them
+//! with the KMS outputs of the display platform on the physical devices it
+//! serves, unless the driver has displays of its own there; every display,
+//! mode and surface handle it answers with is its own and goes no further
+//! down.
 
 use std::ffi::c_void;
 use std::sync::{Arc, Mutex};
