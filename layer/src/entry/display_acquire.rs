@@ -40,9 +40,11 @@ entry! {
             // SAFETY: the application's arguments.
             return unsafe { driver_acquire_drm(pd, drm_fd, display) };
         };
-        // SAFETY: the application passes an open descriptor for the call.
-        let fd = unsafe { BorrowedFd::borrow_raw(drm_fd) };
-        let same = rustix::fs::fstat(fd).ok().map(|s| s.st_rdev) == display::device_number(&d.card);
+        // SAFETY: the application's descriptor, open for the call if not negative.
+        let Some(fd) = (unsafe { descriptor("vkAcquireDrmDisplayEXT", drm_fd) }) else {
+            return vk::Result::ERROR_INITIALIZATION_FAILED;
+        };
+        let same = device_of(fd).is_some() && device_of(fd) == display::device_number(&d.card);
         let Ok(owned) = fd.try_clone_to_owned() else {
             return vk::Result::ERROR_INITIALIZATION_FAILED;
         };
@@ -70,8 +72,11 @@ entry! {
                     None => vk::Result::ERROR_INITIALIZATION_FAILED,
                 };
             };
-            let rdev = rustix::fs::fstat(BorrowedFd::borrow_raw(drm_fd)).ok().map(|s| s.st_rdev);
-            match rdev.and_then(|r| o.by_connector(r, connector)) {
+            let Some(fd) = descriptor("vkGetDrmDisplayEXT", drm_fd) else {
+                *p_display = vk::DisplayKHR::null();
+                return vk::Result::ERROR_INITIALIZATION_FAILED;
+            };
+            match device_of(fd).and_then(|r| o.by_connector(r, connector)) {
                 Some(d) => {
                     *p_display = d.handle();
                     vk::Result::SUCCESS
@@ -166,6 +171,25 @@ entry! {
             }
         }
     }
+}
+
+/// The application's DRM descriptor `fd`, or `None` (said once in the
+/// log) for a negative number, which no descriptor has.
+///
+/// # Safety
+/// `fd`, if not negative, is open for as long as the result is used.
+unsafe fn descriptor<'a>(command: &str, fd: i32) -> Option<BorrowedFd<'a>> {
+    if fd < 0 {
+        tracing::error!("{command}: drmFd {fd} is no descriptor");
+        return None;
+    }
+    // SAFETY: as the caller promises.
+    Some(unsafe { BorrowedFd::borrow_raw(fd) })
+}
+
+/// The device number of the node a DRM descriptor has open.
+fn device_of(fd: BorrowedFd<'_>) -> Option<u64> {
+    rustix::fs::fstat(fd).ok().map(|s| s.st_rdev)
 }
 
 /// `vkAcquireDrmDisplayEXT` on a display of the driver's.

@@ -180,16 +180,21 @@ entry! {
         handle: vk::SurfaceKHR,
         p_supported: *mut vk::Bool32,
     ) -> vk::Result, "vkGetPhysicalDeviceSurfaceSupportKHR", on panic vk::Result::ERROR_SURFACE_LOST_KHR, {
-        // SAFETY: the application's arguments.
+        // SAFETY: the application's arguments; a surface of the layer's
+        // is not supported on a device it does not serve.
         unsafe {
-            if matches!(surface::answer(pd, handle), Answer::Nobody) {
-                *p_supported = vk::FALSE;
-                return vk::Result::SUCCESS;
+            match surface::answer(pd, handle) {
+                Answer::Layer { instance, .. } => {
+                    *p_supported = queries::family_supports_present(instance, pd, family).into();
+                    vk::Result::SUCCESS
+                }
+                Answer::Nobody => {
+                    *p_supported = vk::FALSE;
+                    vk::Result::SUCCESS
+                }
+                Answer::Driver(i) => (i.surface.get_physical_device_surface_support_khr)(pd, family, handle, p_supported),
+                Answer::Lost => vk::Result::ERROR_SURFACE_LOST_KHR,
             }
-            query(pd, handle, |_, _, i| {
-                *p_supported = queries::family_supports_present(i, pd, family).into();
-                vk::Result::SUCCESS
-            }, |i| (i.surface.get_physical_device_surface_support_khr)(pd, family, handle, p_supported))
         }
     }
 

@@ -13,12 +13,19 @@ use crate::support::{baseline, Machine, Scratch};
 
 pub const MODES: [&str; 4] = ["immediate", "mailbox", "fifo", "fiforelaxed"];
 
-/// `vkmark Score: N` from vkmark's output.
-pub fn score(out: &Output) -> Option<u64> {
+/// `vkmark Score: N` from vkmark's output, which must have one.
+pub fn score(out: &Output) -> Result<u64, Failed> {
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .find_map(|l| l.trim().strip_prefix("vkmark Score:"))
         .and_then(|n| n.trim().parse().ok())
+        .ok_or_else(|| {
+            format!(
+                "vkmark printed no score:\n{}",
+                String::from_utf8_lossy(&out.stdout)
+            )
+            .into()
+        })
 }
 
 /// Runs vkmark's cube scene for `seconds` at `size`² in `mode`, with the
@@ -39,13 +46,7 @@ fn vkmark(
         c.env(k, v);
     }
     let out = run_ok(&mut c)?;
-    let n = score(&out).ok_or_else(|| {
-        format!(
-            "vkmark printed no score:\n{}",
-            String::from_utf8_lossy(&out.stdout)
-        )
-    })?;
-    Ok((n, out))
+    Ok((score(&out)?, out))
 }
 
 /// Item 8: vkmark exits 0 with a score in each present mode, and the
