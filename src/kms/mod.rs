@@ -34,6 +34,8 @@ const DRI_DIR: &str = "/dev/dri";
 
 /// `DRM_CAP_*` values a display consumer asks about.
 pub mod cap {
+    /// `DRM_CAP_DUMB_BUFFER`: the card makes dumb buffers.
+    pub const DUMB_BUFFER: u64 = 0x1;
     /// `DRM_CAP_PRIME`: bit 1 import, bit 2 export.
     pub const PRIME: u64 = 0x5;
     /// `DRM_CAP_TIMESTAMP_MONOTONIC`: event times are `CLOCK_MONOTONIC`.

@@ -10,6 +10,7 @@ use ash::vk;
 use ash::vk::Handle;
 
 use super::Scope;
+use crate::platform::x11::{self, AppConnection};
 use crate::platform::{headless, wayland};
 use crate::plumbing::settings::Platform;
 use crate::plumbing::stats::{self, Counter};
@@ -25,6 +26,14 @@ pub(super) fn lookup(name: &[u8]) -> Option<(Scope, *const c_void)> {
         b"vkCreateWaylandSurfaceKHR" => create_wayland_surface as *const c_void,
         b"vkGetPhysicalDeviceWaylandPresentationSupportKHR" => {
             wayland_presentation_support as *const c_void
+        }
+        b"vkCreateXcbSurfaceKHR" => create_xcb_surface as *const c_void,
+        b"vkCreateXlibSurfaceKHR" => create_xlib_surface as *const c_void,
+        b"vkGetPhysicalDeviceXcbPresentationSupportKHR" => {
+            xcb_presentation_support as *const c_void
+        }
+        b"vkGetPhysicalDeviceXlibPresentationSupportKHR" => {
+            xlib_presentation_support as *const c_void
         }
         b"vkDestroySurfaceKHR" => destroy_surface as *const c_void,
         b"vkGetPhysicalDeviceSurfaceSupportKHR" => surface_support as *const c_void,
@@ -104,6 +113,29 @@ unsafe fn query(
     }
 }
 
+/// The layer's answer for an X server it presents to, else the driver's.
+///
+/// # Safety
+/// `pd` is a live physical device, `connection` the application's.
+unsafe fn x11_presentation_support(
+    pd: vk::PhysicalDevice,
+    family: u32,
+    connection: AppConnection,
+    driver: impl FnOnce(&InstanceState) -> vk::Bool32,
+) -> vk::Bool32 {
+    // SAFETY: the caller passes a live physical device.
+    let Some(state) = (unsafe { instance::of(pd) }) else {
+        return vk::FALSE;
+    };
+    if state.settings.platforms.contains(Platform::X11)
+        && state.serves(pd)
+        && x11::serves(connection)
+    {
+        return queries::family_supports_present(state, pd, family).into();
+    }
+    driver(state)
+}
+
 entry! {
     fn create_headless_surface(
         instance: vk::Instance,
@@ -153,6 +185,67 @@ entry! {
             (state.wayland.get_physical_device_wayland_presentation_support_khr)(
                 pd, family, display,
             )
+        }
+    }
+
+    fn create_xcb_surface(
+        instance: vk::Instance,
+        p_info: *const vk::XcbSurfaceCreateInfoKHR<'_>,
+        p_allocator: *const vk::AllocationCallbacks<'_>,
+        p_surface: *mut vk::SurfaceKHR,
+    ) -> vk::Result, "vkCreateXcbSurfaceKHR", on panic vk::Result::ERROR_OUT_OF_HOST_MEMORY, {
+        // SAFETY: the application's arguments, for the next entity; the
+        // create info is valid (the call down accepted it).
+        unsafe {
+            create(instance, Platform::X11, p_surface, |i| {
+                (i.xcb.create_xcb_surface_khr)(instance, p_info, p_allocator, p_surface)
+            }, || x11::probe(AppConnection::Xcb((*p_info).connection.cast()), (*p_info).window))
+        }
+    }
+
+    fn create_xlib_surface(
+        instance: vk::Instance,
+        p_info: *const vk::XlibSurfaceCreateInfoKHR<'_>,
+        p_allocator: *const vk::AllocationCallbacks<'_>,
+        p_surface: *mut vk::SurfaceKHR,
+    ) -> vk::Result, "vkCreateXlibSurfaceKHR", on panic vk::Result::ERROR_OUT_OF_HOST_MEMORY, {
+        // SAFETY: as for xcb; an Xlib window is an X11 window id (an XID
+        // the server gave, which fits its 32 bits).
+        unsafe {
+            create(instance, Platform::X11, p_surface, |i| {
+                (i.xlib.create_xlib_surface_khr)(instance, p_info, p_allocator, p_surface)
+            }, || x11::probe(AppConnection::Xlib((*p_info).dpy.cast()), (*p_info).window as u32))
+        }
+    }
+
+    /// Where the layer may own a device's swapchains on this server, the
+    /// queue families that can run its present submission; otherwise the
+    /// driver's answer.
+    fn xcb_presentation_support(
+        pd: vk::PhysicalDevice,
+        family: u32,
+        connection: *mut vk::xcb_connection_t,
+        visual: vk::xcb_visualid_t,
+    ) -> vk::Bool32, "vkGetPhysicalDeviceXcbPresentationSupportKHR", on panic vk::FALSE, {
+        // SAFETY: the application's arguments, for the next entity.
+        unsafe {
+            x11_presentation_support(pd, family, AppConnection::Xcb(connection.cast()), |i| {
+                (i.xcb.get_physical_device_xcb_presentation_support_khr)(pd, family, connection, visual)
+            })
+        }
+    }
+
+    fn xlib_presentation_support(
+        pd: vk::PhysicalDevice,
+        family: u32,
+        dpy: *mut vk::Display,
+        visual: vk::VisualID,
+    ) -> vk::Bool32, "vkGetPhysicalDeviceXlibPresentationSupportKHR", on panic vk::FALSE, {
+        // SAFETY: the application's arguments, for the next entity.
+        unsafe {
+            x11_presentation_support(pd, family, AppConnection::Xlib(dpy.cast()), |i| {
+                (i.xlib.get_physical_device_xlib_presentation_support_khr)(pd, family, dpy, visual)
+            })
         }
     }
 

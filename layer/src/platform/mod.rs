@@ -4,6 +4,8 @@
 //! dma-bufs' fences only through the sync bridge.
 
 pub mod display;
+mod dumb;
 pub mod headless;
 pub mod wayland;
 mod worker;
+pub mod x11;

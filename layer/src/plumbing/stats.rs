@@ -61,6 +61,16 @@
 //! display.mode_sets                       commits that lit a display up (a swapchain's first)
 //! display.async_flips                     IMMEDIATE commits flipped without waiting for vblank
 //! display.lost                            display swapchains whose output was taken or unplugged
+//! x11.surfaces_without_dri3             X11 windows left to the driver's WSI
+//! x11.pixmaps                             DRI3 pixmaps made from swapchain images
+//! x11.presents.{fenced,unfenced}          PresentPixmaps with a wait fence the layer's
+//!                                         thread triggered when the image's writers were
+//!                                         done, and those whose render was complete
+//! x11.completes.{copy,flip,skip}          frames the server reported shown by a copy,
+//!                                         by a flip, or skipped
+//! x11.suboptimal                          swapchains made suboptimal (a copy, not a flip)
+//! x11.lost                                X11 surfaces and swapchains whose window or
+//!                                         server went away
 //! ownership.released                      images a present's submission handed to
 //!                                         their consumer (queue family ownership)
 //! ownership.taken_back                    images taken back before the first
@@ -74,6 +84,8 @@
 //!                                  waited for the render; lavapipe does)
 //!   app.failed_import              a write-import failed, so present waited instead
 //!   app.frame_callback             a Wayland FIFO present waited for the frame callback
+//!   app.present_complete           an X11 FIFO present waited for the server to
+//!                                  complete the frame before
 //!                                  of the frame before (as Mesa's WSI does)
 //!   app.destroy                    destruction waited for the layer's own submissions
 //!   app.render_fence               the CPU fallback waited for a render inside
@@ -167,6 +179,22 @@ pub enum Counter {
     /// Display swapchains whose output another master took or that was
     /// unplugged.
     DisplayLost,
+    /// X11 windows left to the driver: no DRI3 1.2, Present 1.2 or SYNC 3.1.
+    X11NoDri3,
+    /// Pixmaps made from swapchain images (`PixmapFromBuffers`).
+    X11Pixmaps,
+    /// `PresentPixmap`s with a wait fence the layer's thread triggered
+    /// once the image's writers were done, and those without.
+    X11PresentsFenced,
+    X11PresentsUnfenced,
+    /// Frames the server reported shown by a copy, by a flip, or skipped.
+    X11Copies,
+    X11Flips,
+    X11Skipped,
+    /// X11 swapchains made suboptimal by a copy where a flip was possible.
+    X11Suboptimal,
+    /// X11 surfaces and swapchains whose window or server went away.
+    X11Lost,
     /// Images handed to their consumer by a present's ownership transfer.
     OwnershipReleased,
     /// Images taken back before a submission that waited on their acquire.
@@ -191,10 +219,12 @@ pub enum Wait {
     ImplicitFence,
     AppRenderFence,
     FrameCallback,
+    /// An X11 FIFO present waited for the server to complete the one before.
+    PresentComplete,
 }
 
 impl Wait {
-    const ALL: [Wait; 9] = [
+    const ALL: [Wait; 10] = [
         Wait::NoFreeImage,
         Wait::DmaBufPoll,
         Wait::DriverSemaphoreExport,
@@ -204,6 +234,7 @@ impl Wait {
         Wait::ImplicitFence,
         Wait::AppRenderFence,
         Wait::FrameCallback,
+        Wait::PresentComplete,
     ];
 
     /// (thread, cause) as the JSON names them.
@@ -218,6 +249,7 @@ impl Wait {
             Wait::ImplicitFence => ("consumer", "implicit_fence"),
             Wait::AppRenderFence => ("app", "render_fence"),
             Wait::FrameCallback => ("app", "frame_callback"),
+            Wait::PresentComplete => ("app", "present_complete"),
         }
     }
 }
@@ -420,6 +452,14 @@ pub fn snapshot(settings: &Settings, event: Event) -> Value {
             "mode_sets": get(DisplayModeSets),
             "async_flips": get(DisplayAsyncFlips),
             "lost": get(DisplayLost),
+        },
+        "x11": {
+            "surfaces_without_dri3": get(X11NoDri3),
+            "pixmaps": get(X11Pixmaps),
+            "presents": { "fenced": get(X11PresentsFenced), "unfenced": get(X11PresentsUnfenced) },
+            "completes": { "copy": get(X11Copies), "flip": get(X11Flips), "skip": get(X11Skipped) },
+            "suboptimal": get(X11Suboptimal),
+            "lost": get(X11Lost),
         },
         "ownership": {
             "released": get(OwnershipReleased),

@@ -41,6 +41,8 @@ pub struct InstanceState {
     /// in part.
     pub properties2: ash::khr::get_physical_device_properties2::InstanceFn,
     pub wayland: ash::khr::wayland_surface::InstanceFn,
+    pub xcb: ash::khr::xcb_surface::InstanceFn,
+    pub xlib: ash::khr::xlib_surface::InstanceFn,
     /// The next entity's display commands, where it has them all (the
     /// layer provides these extensions itself, so they may be missing).
     pub display: Option<ash::khr::display::InstanceFn>,
@@ -272,6 +274,8 @@ pub unsafe fn create(
         headless: ash::ext::headless_surface::InstanceFn::load(|n| next.ptr(n)),
         properties2: ash::khr::get_physical_device_properties2::InstanceFn::load(|n| next.ptr(n)),
         wayland: ash::khr::wayland_surface::InstanceFn::load(|n| next.ptr(n)),
+        xcb: ash::khr::xcb_surface::InstanceFn::load(|n| next.ptr(n)),
+        xlib: ash::khr::xlib_surface::InstanceFn::load(|n| next.ptr(n)),
         display: next.table(DISPLAY_COMMANDS, |f| ash::khr::display::InstanceFn::load(f)),
         display2: next.table(DISPLAY2_COMMANDS, |f| {
             ash::khr::get_display_properties2::InstanceFn::load(f)

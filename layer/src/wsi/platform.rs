@@ -300,21 +300,33 @@ impl PlatformError {
 }
 
 /// The capabilities of a surface with no size of its own, whose swapchain's
-/// extent decides (headless, Wayland): any extent the device's images
-/// allow, one layer, no transform; `images` is the lowest and highest image
-/// count (0: no highest), `alpha` the ways its consumer reads alpha.
+/// extent decides (headless, Wayland): see [`window_capabilities`].
 pub fn sizeless_capabilities(
     caps: &SwapchainCaps,
     images: (u32, u32),
     alpha: vk::CompositeAlphaFlagsKHR,
 ) -> vk::SurfaceCapabilitiesKHR {
+    let sizeless = vk::Extent2D {
+        width: u32::MAX,
+        height: u32::MAX,
+    };
+    window_capabilities(caps, images, alpha, sizeless)
+}
+
+/// The capabilities of a window of size `current`: any extent the device's
+/// images allow, one layer, no transform; `images` is the lowest and
+/// highest image count (0: no highest), `alpha` the ways its consumer
+/// reads alpha.
+pub fn window_capabilities(
+    caps: &SwapchainCaps,
+    images: (u32, u32),
+    alpha: vk::CompositeAlphaFlagsKHR,
+    current: vk::Extent2D,
+) -> vk::SurfaceCapabilitiesKHR {
     vk::SurfaceCapabilitiesKHR {
         min_image_count: images.0,
         max_image_count: images.1,
-        current_extent: vk::Extent2D {
-            width: u32::MAX,
-            height: u32::MAX,
-        },
+        current_extent: current,
         min_image_extent: vk::Extent2D {
             width: 1,
             height: 1,

@@ -35,6 +35,13 @@ pub fn run(scenario: &str) -> Result<Value> {
         "unfinished" => crate::lifetimes::unfinished(),
         "modern" => crate::modern::modern(),
         "display_held" => crate::display::held_frame(),
+        "x11_frames" => {
+            let p = param()?;
+            let (mode, n) = p.split_once(':').ok_or("PARAM is MODE:N")?;
+            crate::x11::frames(parse_mode(mode)?, n.parse()?)
+        }
+        "x11_held" => crate::x11::held(),
+        "x11_until_lost" => crate::x11::until_lost(),
         other => Err(format!("unknown scenario {other}").into()),
     }
 }
@@ -71,13 +78,15 @@ fn frames() -> Result<Value> {
 /// surface), then one deliberate mistake: the errors before it are the
 /// run's, the ones after prove the messenger hears the validation layer.
 fn validation() -> Result<Value> {
-    let display = std::env::var(PARAM).is_ok_and(|p| p == "display");
+    let on = std::env::var(PARAM).unwrap_or_default();
+    let (display, x11) = (on == "display", on == "x11");
     let vk = Vk::with(&Options {
         messenger: true,
         display,
+        x11,
         ..Options::default()
     })?;
-    let (modes, frames) = if display {
+    let (modes, frames) = if display || x11 {
         let offered = vk.present_modes()?;
         let modes: Vec<_> = ALL_MODES
             .into_iter()

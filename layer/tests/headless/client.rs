@@ -32,6 +32,8 @@ pub struct Vk {
     pub queue: vk::Queue,
     pub pool: vk::CommandPool,
     pub memory: vk::PhysicalDeviceMemoryProperties,
+    /// The X11 window the surface is on, if it is on one.
+    pub window: Option<crate::x11::Window>,
     // Last: the loader must outlive everything made through it.
     _entry: ash::Entry,
 }
@@ -53,6 +55,9 @@ pub struct Options<'a> {
     /// A display plane's surface (`VK_KHR_display`) on the first display,
     /// instead of a headless one.
     pub display: bool,
+    /// A surface on an X11 window of the child's own (`crate::x11`),
+    /// instead of a headless one.
+    pub x11: bool,
 }
 
 impl Vk {
@@ -71,6 +76,8 @@ impl Vk {
         let entry = unsafe { ash::Entry::load()? };
         let platform = if options.display {
             ash::khr::display::NAME
+        } else if options.x11 {
+            ash::khr::xcb_surface::NAME
         } else {
             ash::ext::headless_surface::NAME
         };
@@ -93,8 +100,11 @@ impl Vk {
                 None
             };
             let surface_fn = ash::khr::surface::Instance::new(&entry, &instance);
+            let window = options.x11.then(crate::x11::Window::open).transpose()?;
             let surface = if options.display {
                 crate::display::plane_surface(&entry, &instance)?
+            } else if let Some(w) = &window {
+                w.surface(&entry, &instance)?
             } else {
                 ash::ext::headless_surface::Instance::new(&entry, &instance)
                     .create_headless_surface(&vk::HeadlessSurfaceCreateInfoEXT::default(), None)?
@@ -138,6 +148,7 @@ impl Vk {
                 device,
                 queue,
                 pool,
+                window,
                 _entry: entry,
             })
         }

@@ -56,8 +56,9 @@ pub fn vkms_node() -> Result<String, String> {
         .ok_or_else(|| "no vkms card (the guest loads vkms)".to_owned())
 }
 
-/// The one display: its tests take turns.
-fn exclusive() -> MutexGuard<'static, ()> {
+/// The one display (the X11 tests' Xorg drives it too): its tests take
+/// turns.
+pub fn exclusive() -> MutexGuard<'static, ()> {
     static DISPLAY: Mutex<()> = Mutex::new(());
     DISPLAY.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -351,7 +352,7 @@ pub fn validation_below(m: &Machine) -> Outcome {
         return skip;
     }
     let _display = exclusive();
-    crate::tests::validated(true, Some(card(m)))
+    crate::tests::validated(true, crate::tests::On::Display(card(m)))
 }
 
 pub fn validation_above(m: &Machine) -> Outcome {
@@ -359,7 +360,7 @@ pub fn validation_above(m: &Machine) -> Outcome {
         return skip;
     }
     let _display = exclusive();
-    crate::tests::validated(false, Some(card(m)))
+    crate::tests::validated(false, crate::tests::On::Display(card(m)))
 }
 
 /// Another process is the card's DRM master: the layer cannot make vkcube's

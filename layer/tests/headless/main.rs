@@ -36,6 +36,8 @@ mod record;
 mod support;
 mod tests;
 mod vkmark;
+mod x11;
+mod x11_tests;
 
 use std::process::ExitCode;
 
@@ -156,6 +158,30 @@ const TESTS: &[(&str, Test<Machine>)] = &[
         "display::killed_application_releases_the_display",
         display_tests::killed_application_releases_the_display,
     ),
+    (
+        "x11::vkcube_each_present_mode",
+        x11_tests::vkcube_each_present_mode,
+    ),
+    (
+        "x11::vkmark_each_present_mode",
+        x11_tests::vkmark_each_present_mode,
+    ),
+    (
+        "x11::window_shows_the_last_frame",
+        x11_tests::window_shows_the_last_frame,
+    ),
+    ("x11::full_screen_flips", x11_tests::full_screen_flips),
+    (
+        "x11::pending_fence_holds_the_frame",
+        x11_tests::pending_fence_holds_the_frame,
+    ),
+    (
+        "x11::killed_server_is_lost",
+        x11_tests::killed_server_is_lost,
+    ),
+    ("x11::validation_below", x11_tests::validation_below),
+    ("x11::validation_above", x11_tests::validation_above),
+    ("x11::xvfb_passes_through", x11_tests::xvfb_passes_through),
 ];
 
 fn main() -> ExitCode {

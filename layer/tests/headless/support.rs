@@ -37,6 +37,10 @@ pub struct Machine {
     pub vkms: Result<String, String>,
     /// A vkcube that runs on displays.
     pub display_vkcube: Result<(), String>,
+    /// Xorg and Xvfb, for the X11 platform.
+    pub xorg: Result<(), String>,
+    /// xtrace, to read the X11 protocol on the wire.
+    pub xtrace: Result<(), String>,
 }
 
 impl Machine {
@@ -64,6 +68,8 @@ impl Machine {
             valgrind,
             vkms: crate::display_tests::vkms_node(),
             display_vkcube: crate::display_tests::executable(crate::display_tests::VKCUBE),
+            xorg: programs(&["Xorg", "Xvfb", "vkcube"]),
+            xtrace: programs(&["xtrace"]),
         }
     }
 
@@ -74,6 +80,16 @@ impl Machine {
             .filter_map(|n| n.as_ref().err().map(String::as_str))
             .collect();
         (!why.is_empty()).then(|| missing(why.join("; ")))
+    }
+}
+
+/// Whether every one of `names` is installed.
+fn programs(names: &[&str]) -> Result<(), String> {
+    match names.iter().find(|n| !have_program(n)) {
+        None => Ok(()),
+        Some(n) => Err(format!(
+            "{n} is not installed (scripts/vm/image installs it)"
+        )),
     }
 }
 

@@ -243,17 +243,32 @@ fn with_validation(m: &Machine, below: bool) -> Outcome {
     if let Some(skip) = m.lacks(&[&m.vulkan, &m.validation]) {
         return skip;
     }
-    validated(below, None)
+    validated(below, On::Headless)
+}
+
+/// What the validation scenario's surface is on.
+pub enum On<'a> {
+    Headless,
+    /// A display of this card node.
+    Display(&'a str),
+    /// A window on this X display.
+    X11(&'a str),
 }
 
 /// The validation scenario with the layer below or above the validation
-/// layer; on the display `display` (its card node), if given.
-pub fn validated(below: bool, display: Option<&str>) -> Outcome {
+/// layer, on a surface `on`.
+pub fn validated(below: bool, on: On<'_>) -> Outcome {
     let run = |env_layers: &str, app_layers: &str| -> Result<(Output, Scratch), Failed> {
         let s = Scratch::new("validation")?;
         let mut c = s.child("validation")?;
-        if let Some(card) = display {
-            c.env(PARAM, "display").env(DISPLAY_DEVICE, card);
+        match on {
+            On::Headless => {}
+            On::Display(card) => {
+                c.env(PARAM, "display").env(DISPLAY_DEVICE, card);
+            }
+            On::X11(display) => {
+                c.env(PARAM, "x11").env("DISPLAY", display);
+            }
         }
         // Explicitly enabled only, so that the loader's order is the one
         // asked for.
@@ -279,7 +294,11 @@ pub fn validated(below: bool, display: Option<&str>) -> Outcome {
     println!(
         "validation ({}{}): no error over {frames} frames in {}; {} errors not counted, from the driver's empty VkDrmFormatModifierPropertiesList2EXT (driver lacks it: {})",
         if below { "layer below" } else { "layer above" },
-        if display.is_some() { ", on a display" } else { "" },
+        match on {
+            On::Headless => "",
+            On::Display(_) => ", on a display",
+            On::X11(_) => ", on an X11 window",
+        },
         r["per_mode"],
         r["excused"],
         r["driver_lacks_modifier_features2"]

@@ -14,7 +14,7 @@ use syncfile::kms::{
 };
 
 use super::{Display, Mode};
-use crate::wsi::platform::LINEAR;
+use crate::platform::dumb;
 use crate::wsi::platform::{Buffer, ConsumerImage, PlatformError};
 
 /// `DRM_FORMAT_XRGB8888`, what every primary plane scans out.
@@ -129,24 +129,9 @@ impl Session {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// A scan-out buffer of `extent`: a dumb buffer of 32-bit pixels,
-    /// exported as a dma-buf (which keeps it alive; the handle goes).
+    /// A scan-out buffer of `extent` (see [`dumb::buffer`]).
     pub fn allocate(&self, extent: vk::Extent2D) -> Result<Buffer, PlatformError> {
-        let dumb = self
-            .card
-            .create_dumb(extent.width, extent.height, 32)
-            .map_err(|e| refused("making a dumb buffer", e))?;
-        let exported = self.card.export(dumb.handle);
-        // The dma-buf holds the buffer now; a handle that will not close
-        // only costs the card's handle table an entry.
-        let _ = self.card.close_handle(dumb.handle);
-        Ok(Buffer {
-            dma_buf: exported.map_err(|e| refused("exporting a dumb buffer", e))?,
-            modifier: LINEAR,
-            offset: 0,
-            stride: dumb.pitch.into(),
-            size: dumb.size,
-        })
+        dumb::buffer(&self.card, extent)
     }
 
     /// A framebuffer of `image` in scan-out format `fourcc`.
