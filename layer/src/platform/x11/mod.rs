@@ -23,8 +23,10 @@
 //! lost. Presents and sync: [`presenter`].
 
 mod app;
+mod link;
 mod presenter;
 pub mod server;
+mod thread;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
