@@ -42,6 +42,7 @@ pub fn run(scenario: &str) -> Result<Value> {
         }
         "x11_held" => crate::x11::held(),
         "x11_until_lost" => crate::x11::until_lost(),
+        "x11_resized" => crate::x11::resized(),
         other => Err(format!("unknown scenario {other}").into()),
     }
 }

@@ -179,6 +179,10 @@ const TESTS: &[(&str, Test<Machine>)] = &[
         "x11::killed_server_is_lost",
         x11_tests::killed_server_is_lost,
     ),
+    (
+        "x11::resize_is_out_of_date",
+        x11_tests::resize_is_out_of_date,
+    ),
     ("x11::validation_below", x11_tests::validation_below),
     ("x11::validation_above", x11_tests::validation_above),
     ("x11::xvfb_passes_through", x11_tests::xvfb_passes_through),

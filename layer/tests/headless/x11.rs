@@ -355,3 +355,57 @@ pub fn until_lost() -> Result<Value> {
     drop(chain);
     Ok(json!({ "frames": frames, "ended": ended }))
 }
+
+/// A few frames; then the window grows by 32 pixels each way (a request
+/// of the test's own connection, as a window manager's would be): frames
+/// until one fails (at most 60), then a new swapchain replacing the old,
+/// whose capabilities and frames follow the new size.
+pub fn resized() -> Result<Value> {
+    let vk = Vk::with(&Options {
+        x11: true,
+        ..Options::default()
+    })?;
+    let w = vk.window.as_ref().ok_or("no window")?;
+    let mut chain = Chain::new(
+        &vk,
+        vk::PresentModeKHR::FIFO,
+        0,
+        0,
+        vk::SwapchainKHR::null(),
+    )?;
+    for _ in 0..5 {
+        chain.frame()?;
+    }
+    let (width, height) = (u32::from(w.width) + 32, u32::from(w.height) + 32);
+    w.oracle.configure_window(
+        w.id,
+        &xproto::ConfigureWindowAux::new()
+            .width(width)
+            .height(height),
+    )?;
+    w.oracle.get_input_focus()?.reply()?;
+    let mut frames_after = 0;
+    let ended = loop {
+        match chain.frame() {
+            Ok(_) if frames_after < 60 => frames_after += 1,
+            Ok(_) => break "no error after 60 frames".to_owned(),
+            Err(e) => break e.to_string(),
+        }
+    };
+    chain.wait_idle()?;
+    let next = Chain::new(&vk, vk::PresentModeKHR::FIFO, 0, 0, chain.swapchain)?;
+    drop(chain);
+    let mut next = next;
+    for _ in 0..5 {
+        next.frame()?;
+    }
+    next.wait_idle()?;
+    let extent = [next.extent.width, next.extent.height];
+    drop(next);
+    Ok(json!({
+        "ended": ended,
+        "frames_after_resize": frames_after,
+        "new_extent": extent,
+        "resized_to": [width, height],
+    }))
+}

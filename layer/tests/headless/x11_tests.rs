@@ -388,6 +388,34 @@ pub fn killed_server_is_lost(m: &Machine) -> Outcome {
     Ok(Completion::Completed)
 }
 
+/// The window resized while the child presents: a present or acquire
+/// answers `VK_ERROR_OUT_OF_DATE_KHR` within a few frames, and a new
+/// swapchain (replacing the old) takes the new size from the surface's
+/// capabilities and presents.
+pub fn resize_is_out_of_date(m: &Machine) -> Outcome {
+    if let Some(skip) = needs(m, &[]) {
+        return skip;
+    }
+    let _x = crate::display_tests::exclusive();
+    let server = Server::start(false)?;
+    let s = Scratch::new("x11-resized")?;
+    let mut c = s.child("x11_resized")?;
+    c.env("DISPLAY", &server.display).env(WINDOW_VAR, "96x64");
+    let r = child_json(&bounded(&mut c)?)?;
+    let ended = r["ended"].as_str().unwrap_or_default();
+    check(ended.contains("ERROR_OUT_OF_DATE_KHR"), || {
+        format!("the resized window's swapchain did not go out of date: {r}")
+    })?;
+    check(r["new_extent"] == r["resized_to"], || {
+        format!("the new swapchain does not have the window's new size: {r}")
+    })?;
+    println!(
+        "resized to {}: {ended} after {} more frames; the new swapchain is {}",
+        r["resized_to"], r["frames_after_resize"], r["new_extent"]
+    );
+    Ok(Completion::Completed)
+}
+
 pub fn validation_below(m: &Machine) -> Outcome {
     validation(m, true)
 }
