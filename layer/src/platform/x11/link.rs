@@ -19,7 +19,7 @@ use crate::plumbing::stats::{self, Counter, Wait};
 use crate::wsi::platform::{ConsumerImages, Frame, PresenterConfig, Returns, Shown};
 
 /// The longest a FIFO present waits for the frame before it to complete.
-pub const FIFO_WAIT: Duration = Duration::from_secs(1);
+pub(super) const FIFO_WAIT: Duration = Duration::from_secs(1);
 
 /// `PresentWindowDestroyed` in a `ConfigureNotify`'s pixmap flags.
 const WINDOW_DESTROYED: u32 = 1;

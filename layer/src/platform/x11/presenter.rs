@@ -33,7 +33,7 @@
 //! other. So a FIFO frame is sent once the server has completed the one
 //! before, for the MSC after that one's, waiting inside
 //! `vkQueuePresentKHR` (as the Wayland platform waits for frame callbacks)
-//! but never longer than [`FIFO_WAIT`]. FIFO_RELAXED does the same with
+//! but never longer than [`super::link::FIFO_WAIT`]. FIFO_RELAXED does the same with
 //! `PresentOptionAsync`, so that a late frame is shown at once; MAILBOX
 //! frames target the next MSC and replace each other; IMMEDIATE ones are
 //! async.
