@@ -523,6 +523,29 @@ impl<'a> Chain<'a> {
         Ok((index, fence))
     }
 
+    /// Acquires an image and clears it, and waits for the clear: a frame
+    /// whose render is complete, not presented. Returns its index.
+    pub fn render_unpresented(&self) -> Result<u32> {
+        let acquired = self.vk.semaphore()?;
+        let rendered = self.vk.fence(false)?;
+        let done = match self.acquire(u64::MAX, acquired, vk::Fence::null()) {
+            Ok(i) => self.submit_clear(i, acquired, rendered).map(|()| i),
+            Err(e) => Err(format!("vkAcquireNextImageKHR: {e:?}").into()),
+        };
+        // SAFETY: the fence of the submission just made (if made); once it
+        // signalled, neither object is in use.
+        unsafe {
+            if done.is_ok() {
+                self.vk
+                    .device
+                    .wait_for_fences(&[rendered], true, u64::MAX)?;
+            }
+            self.vk.device.destroy_semaphore(acquired, None);
+            self.vk.device.destroy_fence(rendered, None);
+        }
+        done
+    }
+
     pub fn wait_idle(&self) -> Result<()> {
         // SAFETY: the live device.
         unsafe { self.vk.device.device_wait_idle()? };

@@ -6,8 +6,6 @@ use std::time::{Duration, Instant};
 
 use ash::vk;
 use serde_json::{json, Value};
-use syncfile::sources::vgem::Vgem;
-use syncfile::Access;
 
 use crate::client::{Chain, Extras, Options, Vk};
 use crate::common::child::Result;
@@ -92,20 +90,8 @@ pub fn held_frame() -> Result<Value> {
     }
     chain.wait_idle()?;
     std::thread::sleep(Duration::from_millis(300));
-    let acquired = vk.semaphore()?;
-    let rendered = vk.fence(false)?;
-    let index = chain
-        .acquire(u64::MAX, acquired, vk::Fence::null())
-        .map_err(|e| format!("vkAcquireNextImageKHR: {e:?}"))?;
-    chain.submit_clear(index, acquired, rendered)?;
-    // SAFETY: the fence of the submission just made.
-    unsafe { vk.device.wait_for_fences(&[rendered], true, u64::MAX)? };
-    let vgem = Vgem::open()?;
-    let (fence, sync_file) = vgem.pending_sync_file()?;
-    let bufs = fds::dma_bufs()?;
-    for b in &bufs {
-        b.dma_buf.import_sync_file(&sync_file, Access::Write)?;
-    }
+    let index = chain.render_unpresented()?;
+    let (fence, dma_bufs) = fds::fence_every_dma_buf()?;
     let presented = monotonic_ns();
     chain
         .present_with(
@@ -136,13 +122,8 @@ pub fn held_frame() -> Result<Value> {
     }
     chain.wait_idle()?;
     drop(chain);
-    // SAFETY: objects of the live device, idle now.
-    unsafe {
-        vk.device.destroy_semaphore(acquired, None);
-        vk.device.destroy_fence(rendered, None);
-    }
     Ok(json!({
-        "dma_bufs": bufs.len(),
+        "dma_bufs": dma_bufs,
         "presented_ns": presented,
         "signalled_ns": signalled,
         "shown_ns": shown,

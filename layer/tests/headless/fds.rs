@@ -116,3 +116,16 @@ pub fn count_pixels(dma_buf: &DmaBuf, pixel: [u8; 4]) -> Result<usize> {
     access.finish()?;
     Ok(n)
 }
+
+/// A pending vgem write fence imported into every dma-buf open in this
+/// process (the layer's images among them: which one a present or acquire
+/// picks is the layer's choice), and how many took it.
+pub fn fence_every_dma_buf() -> Result<(syncfile::sources::vgem::VgemFence, usize)> {
+    let (fence, sync_file) = syncfile::sources::vgem::Vgem::open()?.pending_sync_file()?;
+    let bufs = dma_bufs()?;
+    for b in &bufs {
+        b.dma_buf
+            .import_sync_file(&sync_file, syncfile::Access::Write)?;
+    }
+    Ok((fence, bufs.len()))
+}

@@ -10,8 +10,6 @@ use std::time::{Duration, Instant};
 
 use ash::vk;
 use serde_json::{json, Value};
-use syncfile::sources::vgem::Vgem;
-use syncfile::Access;
 use x11rb::connection::Connection;
 use x11rb::protocol::xproto::{self, ConnectionExt as _};
 use x11rb::protocol::{present, Event};
@@ -211,14 +209,24 @@ fn settle(w: &Window, seen: &mut Completes, want: u64) -> Result<Option<u64>> {
     }
 }
 
+/// Instance, device and surface on a window of the child's own.
+fn on_window() -> Result<Vk> {
+    Vk::with(&Options {
+        x11: true,
+        ..Options::default()
+    })
+}
+
+/// A FIFO swapchain on `vk`'s window.
+fn fifo(vk: &Vk) -> Result<Chain<'_>> {
+    Chain::new(vk, vk::PresentModeKHR::FIFO, 0, 0, vk::SwapchainKHR::null())
+}
+
 /// `PARAM` = `MODE:N`: N frames on the window in that mode; then what the
 /// server says it did with them and how many of the window's pixels are
 /// not the last frame's colour.
 pub fn frames(mode: vk::PresentModeKHR, n: u32) -> Result<Value> {
-    let vk = Vk::with(&Options {
-        x11: true,
-        ..Options::default()
-    })?;
+    let vk = on_window()?;
     let w = vk.window.as_ref().ok_or("no window")?;
     let mut chain = Chain::new(&vk, mode, 0, 0, vk::SwapchainKHR::null())?;
     let mut last = 0;
@@ -250,40 +258,18 @@ const PENDING: Duration = Duration::from_millis(500);
 /// window showed while it was pending, and when the server reported the
 /// frame complete.
 pub fn held() -> Result<Value> {
-    let vk = Vk::with(&Options {
-        x11: true,
-        ..Options::default()
-    })?;
+    let vk = on_window()?;
     let w = vk.window.as_ref().ok_or("no window")?;
-    let mut chain = Chain::new(
-        &vk,
-        vk::PresentModeKHR::FIFO,
-        0,
-        0,
-        vk::SwapchainKHR::null(),
-    )?;
+    let mut chain = fifo(&vk)?;
     let mut seen = Completes::default();
     for _ in 0..4 {
         chain.frame()?;
     }
     chain.wait_idle()?;
     settle(w, &mut seen, 4)?;
-    let acquired = vk.semaphore()?;
-    let rendered = vk.fence(false)?;
-    let index = chain
-        .acquire(u64::MAX, acquired, vk::Fence::null())
-        .map_err(|e| format!("vkAcquireNextImageKHR: {e:?}"))?;
-    chain.submit_clear(index, acquired, rendered)?;
-    // SAFETY: the fence of the submission just made.
-    unsafe { vk.device.wait_for_fences(&[rendered], true, u64::MAX)? };
+    let index = chain.render_unpresented()?;
     let before = wrong_pixels(&w.pixels()?, index) == 0;
-    let vgem = Vgem::open()?;
-    let (fence, sync_file) = vgem.pending_sync_file()?;
-    let bufs = fds::dma_bufs()?;
-    for b in &bufs {
-        b.dma_buf.import_sync_file(&sync_file, Access::Write)?;
-    }
-    eprintln!("x11_held: presenting image {index} behind a pending fence");
+    let (fence, dma_bufs) = fds::fence_every_dma_buf()?;
     let presented = monotonic_ns();
     chain
         .present(index, &[chain.rendered[index as usize]])
@@ -301,20 +287,13 @@ pub fn held() -> Result<Value> {
     };
     let signalled = monotonic_ns();
     fence.signal()?;
-    eprintln!("x11_held: signalled");
     seen.add(early);
     let completed = settle(w, &mut seen, 5)?;
-    eprintln!("x11_held: {seen:?}");
     let shown_after = wrong_pixels(&w.pixels()?, index) == 0;
     chain.wait_idle()?;
     drop(chain);
-    // SAFETY: objects of the live device, idle now.
-    unsafe {
-        vk.device.destroy_semaphore(acquired, None);
-        vk.device.destroy_fence(rendered, None);
-    }
     Ok(json!({
-        "dma_bufs": bufs.len(),
+        "dma_bufs": dma_bufs,
         "shown_before_present": before,
         "completed_while_pending": early.total(),
         "shown_while_pending": shown_early,
@@ -329,17 +308,8 @@ pub fn held() -> Result<Value> {
 /// Frames until a present or acquire fails (the test kills the server
 /// meanwhile) or 120 s pass: the result that ended it.
 pub fn until_lost() -> Result<Value> {
-    let vk = Vk::with(&Options {
-        x11: true,
-        ..Options::default()
-    })?;
-    let mut chain = Chain::new(
-        &vk,
-        vk::PresentModeKHR::FIFO,
-        0,
-        0,
-        vk::SwapchainKHR::null(),
-    )?;
+    let vk = on_window()?;
+    let mut chain = fifo(&vk)?;
     println!("presenting");
     let deadline = Instant::now() + Duration::from_secs(120);
     let mut frames = 0u32;
@@ -361,18 +331,9 @@ pub fn until_lost() -> Result<Value> {
 /// until one fails (at most 60), then a new swapchain replacing the old,
 /// whose capabilities and frames follow the new size.
 pub fn resized() -> Result<Value> {
-    let vk = Vk::with(&Options {
-        x11: true,
-        ..Options::default()
-    })?;
+    let vk = on_window()?;
     let w = vk.window.as_ref().ok_or("no window")?;
-    let mut chain = Chain::new(
-        &vk,
-        vk::PresentModeKHR::FIFO,
-        0,
-        0,
-        vk::SwapchainKHR::null(),
-    )?;
+    let mut chain = fifo(&vk)?;
     for _ in 0..5 {
         chain.frame()?;
     }

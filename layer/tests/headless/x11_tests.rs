@@ -313,8 +313,7 @@ pub fn pending_fence_holds_the_frame(m: &Machine) -> Outcome {
         let mut c = s.child("x11_held")?;
         c.env("DISPLAY", &server.display)
             .env(WINDOW_VAR, window)
-            .env("SYNCFILE_WSI_SYNC", sync)
-            .env("SYNCFILE_WSI_LOG", "debug");
+            .env("SYNCFILE_WSI_SYNC", sync);
         child_json(&bounded(&mut c)?)
     };
     for (window, how) in [("96x64", "copy"), ("full", "flip")] {
