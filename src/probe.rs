@@ -22,12 +22,17 @@ static SUPPORT: OnceLock<Support> = OnceLock::new();
 
 /// Asks the kernel, once per process, whether it has the sync_file ioctls.
 ///
-/// The question needs a real dma-buf, so the first call exports a sync_file
-/// with [`Access::Read`] from `dma_buf` (which changes nothing on the
-/// buffer) and closes it. Its answer is kept; later calls return it without
-/// a system call, whatever they are passed.
+/// The question needs a real dma-buf, so the first call asks both ioctls
+/// on `dma_buf`: it exports a sync_file with [`Access::Read`] (the fences a
+/// reader waits for) and imports it back as a read fence, which changes
+/// nothing anyone waits for: every writer already waits for those fences.
+/// Its answer is kept; later calls return it without a system call,
+/// whatever they are passed.
 ///
-/// Only a kernel without the ioctls gives [`Support::Unavailable`]; every
+/// A kernel (or a sandbox) that answers either ioctl with `ENOTTY` gives
+/// [`Support::Unavailable`]: the two are one feature, and a layer that
+/// can export but not import has no way to hand a render to a reader
+/// without waiting for it. Every
 /// other failure (`dma_buf` is not a dma-buf, is closed, the process is out
 /// of descriptors) is returned as the error it is and not remembered, so a
 /// later call with a good buffer can still answer.
@@ -35,8 +40,12 @@ pub fn probe(dma_buf: impl AsFd) -> Result<Support> {
     if let Some(support) = SUPPORT.get() {
         return Ok(*support);
     }
-    let support = match DmaBuf::new(dma_buf.as_fd()).export_sync_file(Access::Read) {
-        Ok(_) => Support::Available,
+    let dma_buf = DmaBuf::new(dma_buf.as_fd());
+    let both = dma_buf
+        .export_sync_file(Access::Read)
+        .and_then(|fences| dma_buf.import_sync_file(&fences, Access::Read));
+    let support = match both {
+        Ok(()) => Support::Available,
         Err(Error::Unsupported) => Support::Unavailable,
         Err(error) => return Err(error),
     };

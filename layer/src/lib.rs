@@ -26,6 +26,8 @@
 mod entry;
 mod platform;
 mod plumbing;
+#[cfg(test)]
+mod properties;
 mod vulkan;
 mod wsi;
 

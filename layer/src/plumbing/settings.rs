@@ -139,7 +139,7 @@ pub enum SyncMode {
 }
 
 impl SyncMode {
-    const ALL: [SyncMode; 4] = [
+    pub const ALL: [SyncMode; 4] = [
         SyncMode::Auto,
         SyncMode::Implicit,
         SyncMode::Explicit,

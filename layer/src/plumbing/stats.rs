@@ -85,8 +85,7 @@
 //!   app.failed_import              a write-import failed, so present waited instead
 //!   app.frame_callback             a Wayland FIFO present waited for the frame callback
 //!   app.present_complete           an X11 FIFO present waited for the server to
-//!                                  complete the frame before
-//!                                  of the frame before (as Mesa's WSI does)
+//!                                  complete the frame before (as Mesa's WSI does)
 //!   app.destroy                    destruction waited for the layer's own submissions
 //!   app.render_fence               the CPU fallback waited for a render inside
 //!                                  vkQueuePresentKHR (Wayland: its requests are the
@@ -95,6 +94,8 @@
 //!   consumer.implicit_fence        the headless consumer waited for a write fence
 //! fallbacks.{no_semaphore_export,no_kernel_ioctls,forced_cpu}
 //!                                  swapchains created in each fallback mode
+//!                                  (no_kernel_ioctls: or that met a kernel
+//!                                  refusing the export at run time)
 //! cpu_time_ns.{present,acquire}.{count,p50,p99}
 //!                                  the layer's own thread CPU time per call
 //!                                  (CLOCK_THREAD_CPUTIME_ID), within 1/8 of the value
@@ -289,7 +290,7 @@ impl Fallback {
                 "the driver cannot export a semaphore as a sync_file: presents wait for rendering in a present thread"
             }
             Fallback::NoKernelIoctls => {
-                "the kernel lacks the dma-buf sync_file ioctls (Linux 6.0): presents wait for rendering in a present thread, acquires poll the dma-buf"
+                "the kernel lacks the dma-buf sync_file ioctls (Linux 6.0): acquires poll the dma-buf, and presents wait for rendering in a present thread unless the consumer takes the render's fence with the frame"
             }
             Fallback::ForcedCpu => {
                 "SYNCFILE_WSI_SYNC=cpu: presents wait for rendering in a present thread, acquires poll the dma-buf"

@@ -265,6 +265,14 @@ pub trait Presenter: Send + Sync {
         false
     }
 
+    /// Whether every present hands `render` to the consumer with the frame
+    /// (an explicit-sync protocol), and the consumer waits for it: then the
+    /// dma-buf's write fence is not needed, and a kernel without the
+    /// sync_file ioctls costs no wait.
+    fn carries_render_fence(&self) -> bool {
+        false
+    }
+
     /// Stops consuming, on the application's thread: every image it holds
     /// goes back, its threads end and its descriptors close. Later
     /// presents are refused with `ERROR_OUT_OF_DATE_KHR`.

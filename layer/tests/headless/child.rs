@@ -26,6 +26,9 @@ pub fn run(scenario: &str) -> Result<Value> {
         "acquire_waits" => crate::held::acquire_waits(),
         "timeouts" => timeouts(),
         "leaks" => leaks(),
+        "soak" => crate::soak::child(),
+        "descriptors" => crate::exhaustion::child(),
+        "bad_create_infos" => crate::create_infos::child(),
         "objects" => crate::objects::objects(),
         "refused" => crate::objects::refused(),
         "refusable" => crate::objects::refusable(),
@@ -41,6 +44,7 @@ pub fn run(scenario: &str) -> Result<Value> {
             crate::x11::frames(parse_mode(mode)?, n.parse()?)
         }
         "x11_held" => crate::x11::held(),
+        "export_refused" => crate::faults::export_refused_child(),
         "x11_until_lost" => crate::x11::until_lost(),
         "x11_resized" => crate::x11::resized(),
         other => Err(format!("unknown scenario {other}").into()),

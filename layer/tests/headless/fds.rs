@@ -26,6 +26,12 @@ pub fn count() -> Result<usize> {
     Ok(open_fds()?.len())
 }
 
+/// The highest descriptor number open in this process (one too high at
+/// most: the listing's own descriptor is among those listed).
+pub fn highest() -> Result<RawFd> {
+    Ok(open_fds()?.into_iter().max().unwrap_or(2))
+}
+
 /// `VmRSS` from `/proc/self/status`, in KiB.
 pub fn vm_rss_kib() -> Result<u64> {
     let status = std::fs::read_to_string("/proc/self/status")?;
@@ -122,10 +128,16 @@ pub fn count_pixels(dma_buf: &DmaBuf, pixel: [u8; 4]) -> Result<usize> {
 /// picks is the layer's choice), and how many took it.
 pub fn fence_every_dma_buf() -> Result<(syncfile::sources::vgem::VgemFence, usize)> {
     let (fence, sync_file) = syncfile::sources::vgem::Vgem::open()?.pending_sync_file()?;
+    Ok((fence, import_into_every_dma_buf(&sync_file)?))
+}
+
+/// `sync_file` imported as a write fence into every dma-buf open in this
+/// process; how many took it.
+pub fn import_into_every_dma_buf(sync_file: &syncfile::SyncFile) -> Result<usize> {
     let bufs = dma_bufs()?;
     for b in &bufs {
         b.dma_buf
-            .import_sync_file(&sync_file, syncfile::Access::Write)?;
+            .import_sync_file(sync_file, syncfile::Access::Write)?;
     }
-    Ok((fence, bufs.len()))
+    Ok(bufs.len())
 }

@@ -22,9 +22,12 @@ mod client;
 #[path = "../common/mod.rs"]
 mod common;
 mod core;
+mod create_infos;
 mod deferred;
 mod display;
 mod display_tests;
+mod exhaustion;
+mod faults;
 mod fds;
 mod held;
 mod lifetimes;
@@ -33,6 +36,9 @@ mod modern;
 mod modern_tests;
 mod objects;
 mod record;
+#[path = "../common/seccomp.rs"]
+mod seccomp;
+mod soak;
 mod support;
 mod tests;
 mod vkmark;
@@ -70,6 +76,10 @@ const TESTS: &[(&str, Test<Machine>)] = &[
         vkmark::capture_every_presented_frame,
     ),
     (
+        "capture::frames_are_whole_cubes",
+        vkmark::captured_frames_are_whole_cubes,
+    ),
+    (
         "sync::acquire_waits_for_the_consumer",
         tests::acquire_waits_for_the_consumer,
     ),
@@ -87,6 +97,7 @@ const TESTS: &[(&str, Test<Machine>)] = &[
     ),
     ("acquire::timeouts", tests::acquire_timeouts),
     ("leaks::swapchains_and_presents", tests::no_leaks),
+    ("leaks::soak_every_mode_and_path", soak::every_mode_and_path),
     (
         "integrity::objects_with_validation_below",
         core::objects_with_validation_below,
@@ -186,6 +197,27 @@ const TESTS: &[(&str, Test<Machine>)] = &[
     ("x11::validation_below", x11_tests::validation_below),
     ("x11::validation_above", x11_tests::validation_above),
     ("x11::xvfb_passes_through", x11_tests::xvfb_passes_through),
+    (
+        "faults::no_ioctls_leave_the_driver_its_wsi",
+        faults::no_ioctls_leave_the_driver_its_wsi,
+    ),
+    (
+        "faults::import_refused_takes_the_fallback",
+        faults::import_refused_takes_the_fallback,
+    ),
+    (
+        "faults::no_semaphore_export_takes_the_fallback",
+        faults::no_semaphore_export_takes_the_fallback,
+    ),
+    ("faults::bad_create_infos", create_infos::bad_create_infos),
+    (
+        "faults::descriptors_run_out",
+        exhaustion::descriptors_run_out,
+    ),
+    (
+        "faults::export_refused_at_run_time",
+        faults::export_refused_at_run_time,
+    ),
 ];
 
 fn main() -> ExitCode {

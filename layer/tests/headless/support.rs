@@ -2,7 +2,7 @@
 //! machine has (probed once), and a scratch whose processes run the layer
 //! as an implicit layer writing its statistics.
 
-use std::process::Command;
+use std::process::{Command, Output};
 
 use ash::vk;
 use libtest_mimic::Failed;
@@ -240,4 +240,26 @@ impl Scratch {
             .into()
         })
     }
+}
+
+/// Runs `c` as [`common::run_ok`] does, killing it after `limit`: a hang is a
+/// failure with its output, not a stuck test run. (`c` runs under
+/// `timeout(1)`, so a `pre_exec` hook of its own would be lost; a seccomp
+/// filter goes on the `timeout` command, whose program inherits it.)
+pub fn run_ok_within(c: &mut Command, limit: std::time::Duration) -> Result<Output, Failed> {
+    let mut t = Command::new("timeout");
+    t.args(["--kill-after=5", &limit.as_secs().to_string()])
+        .arg(c.get_program())
+        .args(c.get_args())
+        .env_clear()
+        .envs(c.get_envs().filter_map(|(k, v)| Some((k, v?))));
+    for (k, v) in std::env::vars_os() {
+        if !c.get_envs().any(|(ck, _)| ck == k) {
+            t.env(k, v);
+        }
+    }
+    if let Some(dir) = c.get_current_dir() {
+        t.current_dir(dir);
+    }
+    common::run_ok(&mut t)
 }

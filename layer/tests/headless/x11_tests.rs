@@ -21,7 +21,7 @@ use serde_json::Value;
 
 use crate::child::PARAM;
 use crate::common::{check, child_json, run_ok, stat, Outcome};
-use crate::support::{baseline, Machine, Scratch};
+use crate::support::{baseline, run_ok_within, Machine, Scratch};
 use crate::vkmark::score;
 use crate::x11::WINDOW_VAR;
 
@@ -73,18 +73,7 @@ const LIMIT: Duration = Duration::from_secs(300);
 
 /// Runs `c` as [`run_ok`] does, killing it after [`LIMIT`].
 fn bounded(c: &mut Command) -> Result<std::process::Output, Failed> {
-    let mut t = Command::new("timeout");
-    t.args(["--kill-after=5", &LIMIT.as_secs().to_string()])
-        .arg(c.get_program())
-        .args(c.get_args())
-        .env_clear()
-        .envs(c.get_envs().filter_map(|(k, v)| Some((k, v?))));
-    for (k, v) in std::env::vars_os() {
-        if !c.get_envs().any(|(ck, _)| ck == k) {
-            t.env(k, v);
-        }
-    }
-    run_ok(&mut t)
+    run_ok_within(c, LIMIT)
 }
 
 fn needs(m: &Machine, more: &[&Result<(), String>]) -> Option<Outcome> {

@@ -22,6 +22,9 @@ mod wire;
 #[path = "../common"]
 mod common {
     pub mod child;
+    // The headless suite also refuses the export, mid-run.
+    #[allow(dead_code)]
+    pub mod seccomp;
 }
 
 use std::path::{Path, PathBuf};
@@ -76,6 +79,7 @@ const TESTS: &[(&str, Test)] = tests![
     protocol::killed_compositor_is_lost,
     apps::vkcube_each_present_mode,
     apps::implicit_sync_when_asked,
+    apps::import_refused_takes_the_fallback,
     apps::validation_reports_no_error,
     apps::no_dma_buf_passes_through,
     apps::vkmark_scores,

@@ -33,7 +33,7 @@
 //! the layer owns it, and refuses every query and swapchain on it.
 
 mod client;
-mod feedback;
+pub(crate) mod feedback;
 pub mod formats;
 mod link;
 mod presenter;

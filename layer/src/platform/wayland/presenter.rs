@@ -284,6 +284,11 @@ impl Presenter for WaylandPresenter {
         true
     }
 
+    fn carries_render_fence(&self) -> bool {
+        let requests = self.requests.lock().unwrap_or_else(|e| e.into_inner());
+        requests.link.as_ref().is_some_and(|link| link.explicit())
+    }
+
     fn stop(&self) {
         let thread = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take();
         let Some(thread) = thread else {

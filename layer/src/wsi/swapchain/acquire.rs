@@ -4,7 +4,7 @@
 //! the only wait is for the consumer to give an image back, which is what
 //! the timeout is for.
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use ash::vk;
@@ -14,7 +14,7 @@ use super::device::PendingAcquire;
 use super::error::SwapchainError;
 use super::pool::Take;
 use super::Swapchain;
-use crate::plumbing::stats::{self, Counter, CpuTimer, Wait, ACQUIRE_CPU};
+use crate::plumbing::stats::{self, Counter, CpuTimer, Fallback, Wait, ACQUIRE_CPU};
 use crate::wsi::bridge;
 
 impl Swapchain {
@@ -111,21 +111,27 @@ impl Swapchain {
         let Some(dma_buf) = image.dma_buf.get() else {
             return Err(vk::Result::ERROR_OUT_OF_DATE_KHR);
         };
-        let fence_file = if self.acquire_polls {
-            match bridge::wait_for_writer(dma_buf, deadline) {
-                Ok(true) => None,
-                Ok(false) if timeout == 0 => return Err(vk::Result::NOT_READY),
-                Ok(false) => return Err(vk::Result::TIMEOUT),
-                Err(e) => {
-                    tracing::error!(
-                        "vkAcquireNextImageKHR: polling the image's dma-buf failed: {e}"
-                    );
-                    return Err(vk::Result::ERROR_SURFACE_LOST_KHR);
-                }
+        let poll = |dma_buf| match bridge::wait_for_writer(dma_buf, deadline) {
+            Ok(true) => Ok(None),
+            Ok(false) if timeout == 0 => Err(vk::Result::NOT_READY),
+            Ok(false) => Err(vk::Result::TIMEOUT),
+            Err(e) => {
+                tracing::error!("vkAcquireNextImageKHR: polling the image's dma-buf failed: {e}");
+                Err(vk::Result::ERROR_SURFACE_LOST_KHR)
             }
+        };
+        let fence_file = if self.acquire_polls {
+            poll(dma_buf)?
         } else {
             match bridge::writer_fence_unless_idle(dma_buf) {
                 Ok(f) => f,
+                // The kernel stopped answering under a running swapchain
+                // (a sandbox installed later): the poll still tells when
+                // the consumer is done, within the application's timeout.
+                Err(syncfile::Error::Unsupported) => {
+                    export_refused_once();
+                    poll(dma_buf)?
+                }
                 Err(e) => {
                     tracing::error!(
                         "vkAcquireNextImageKHR: exporting the image's fences failed: {e}"
@@ -152,5 +158,14 @@ impl Swapchain {
             });
         }
         Ok(())
+    }
+}
+
+/// Counts, once, a kernel that refused an export it answered when the
+/// swapchain was made (`stats::fallback` logs the first of the process).
+fn export_refused_once() {
+    static COUNTED: AtomicBool = AtomicBool::new(false);
+    if !COUNTED.swap(true, Ordering::Relaxed) {
+        stats::fallback(Fallback::NoKernelIoctls);
     }
 }

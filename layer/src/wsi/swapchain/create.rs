@@ -225,12 +225,17 @@ fn check(
     if info.image_usage.is_empty() || !caps.supported_usage_flags.contains(info.image_usage) {
         return Err(unsupported(format!("usage {:?}", info.image_usage)));
     }
-    if !caps.supported_transforms.contains(info.pre_transform) {
+    // Each is one bit (`contains` would take none for any).
+    let one_bit = |raw: u32| raw.count_ones() == 1;
+    if !one_bit(info.pre_transform.as_raw())
+        || !caps.supported_transforms.contains(info.pre_transform)
+    {
         return Err(unsupported(format!("transform {:?}", info.pre_transform)));
     }
-    if !caps
-        .supported_composite_alpha
-        .contains(info.composite_alpha)
+    if !one_bit(info.composite_alpha.as_raw())
+        || !caps
+            .supported_composite_alpha
+            .contains(info.composite_alpha)
     {
         return Err(unsupported(format!(
             "composite alpha {:?}",
@@ -343,8 +348,15 @@ fn create(
     }
 
     let fallback = fallback(owned, &images.list[0])?;
+    // Without the kernel's ioctls the driver's export still serves a
+    // consumer that takes the render's fence itself.
+    let exportable = match fallback {
+        None => true,
+        Some(Fallback::NoKernelIoctls) => owned.caps.semaphore_export,
+        Some(_) => false,
+    };
     for image in &mut images.list {
-        image.add_sync(&ctx, fallback.is_none())?;
+        image.add_sync(&ctx, exportable, fallback.is_some())?;
     }
     let pool = Arc::new(Pool::new(info.min_image_count));
     let consumer = ConsumerImages::new(images.list.len());
@@ -372,6 +384,7 @@ fn create(
     history.set_refresh(presenter.refresh_ns());
     let path = match fallback {
         None => PresentPath::Direct,
+        Some(_) if exportable && presenter.carries_render_fence() => PresentPath::Carried,
         Some(_) if presenter.uses_application_objects() => PresentPath::Wait,
         Some(_) => PresentPath::Thread(
             PresentThread::start(
@@ -400,9 +413,10 @@ fn create(
             (None, true) => "allocated by the driver at each image's first acquire",
         },
         modes,
-        match fallback {
-            None => "sync_file",
-            Some(_) => "cpu",
+        match &path {
+            PresentPath::Direct => "sync_file",
+            PresentPath::Carried => "sync_file with the frame, no kernel ioctls",
+            PresentPath::Thread(_) | PresentPath::Wait => "cpu",
         }
     );
     let alias = AliasSpec::new(&spec, &list[0]);

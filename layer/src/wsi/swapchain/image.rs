@@ -320,9 +320,15 @@ impl Image {
             .map_err(|r| SwapchainError::Vulkan("vkBindImageMemory", r))
     }
 
-    /// Makes the semaphore its present signals (exportable as a sync_file
-    /// unless the CPU fallback presents it) and, for that fallback, a fence.
-    pub fn add_sync(&mut self, ctx: &Ctx<'_>, exportable: bool) -> Result<(), SwapchainError> {
+    /// Makes the semaphore its present signals (`exportable` as a
+    /// sync_file) and, for a CPU fallback (`fenced`), the fence its present
+    /// thread waits on.
+    pub fn add_sync(
+        &mut self,
+        ctx: &Ctx<'_>,
+        exportable: bool,
+        fenced: bool,
+    ) -> Result<(), SwapchainError> {
         let mut export = vk::ExportSemaphoreCreateInfo::default()
             .handle_types(vk::ExternalSemaphoreHandleTypeFlags::SYNC_FD);
         let mut info = vk::SemaphoreCreateInfo::default();
@@ -338,7 +344,7 @@ impl Image {
                 .create_semaphore(&vk::SemaphoreCreateInfo::default(), None)
         }
         .map_err(|r| SwapchainError::Vulkan("vkCreateSemaphore", r))?;
-        if !exportable {
+        if fenced {
             // SAFETY: as above.
             self.fence = unsafe {
                 ctx.device.create_fence(

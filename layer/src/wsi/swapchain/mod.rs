@@ -62,6 +62,12 @@ enum PresentPath {
     /// The render's sync_file becomes the dma-buf's write fence and the
     /// image goes to the consumer at once.
     Direct,
+    /// A kernel without the sync_file ioctls, a consumer that takes the
+    /// render's fence with the frame ([`Presenter::carries_render_fence`]):
+    /// as `Direct`, without the write fence the kernel cannot attach.
+    ///
+    /// [`Presenter::carries_render_fence`]: crate::wsi::platform::Presenter::carries_render_fence
+    Carried,
     /// CPU fallback: a present thread waits for the render first.
     Thread(PresentThread),
     /// CPU fallback for a consumer whose requests must be made on the
@@ -302,8 +308,12 @@ impl Returns for Returned {
             if let Err(e) = bridge::carry_release_fence(&image.buffer.dma_buf, &fence) {
                 // The next writer cannot be made to wait for the
                 // consumer's reads: wait for them here instead (on the
-                // consumer's thread, never the application's).
-                tracing::warn!("carrying a release fence into the dma-buf failed: {e}");
+                // consumer's thread, never the application's). A kernel
+                // without the ioctl was logged once when the swapchain
+                // was made.
+                if e != syncfile::Error::Unsupported {
+                    tracing::warn!("carrying a release fence into the dma-buf failed: {e}");
+                }
                 let _ = fence.wait(None);
             }
         }

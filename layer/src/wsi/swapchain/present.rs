@@ -295,7 +295,12 @@ impl Swapchain {
         self.history.queued(frame.seq, id, asked.timing);
         let image = &self.images[index as usize];
         let result = match &self.path {
-            PresentPath::Direct => self.present_direct(device, queue, image, frame, asked.damage),
+            PresentPath::Direct => {
+                self.present_direct(device, queue, image, frame, asked.damage, true)
+            }
+            PresentPath::Carried => {
+                self.present_direct(device, queue, image, frame, asked.damage, false)
+            }
             PresentPath::Thread(t) => {
                 self.present_via_thread(device, queue, image, frame, Some(t), None)
             }
@@ -317,6 +322,7 @@ impl Swapchain {
         image: &Image,
         frame: Frame,
         damage: Option<&[vk::RectLayerKHR]>,
+        write_fence: bool,
     ) -> vk::Result {
         // SAFETY: the semaphore is exportable and its signal was just submitted.
         let render = match unsafe {
@@ -329,7 +335,8 @@ impl Swapchain {
                 None
             }
         };
-        if let (Some(render), Some(dma_buf)) = (&render, image.dma_buf.get()) {
+        let dma_buf = image.dma_buf.get().filter(|_| write_fence);
+        if let (Some(render), Some(dma_buf)) = (&render, dma_buf) {
             if let Err(e) = bridge::attach_write_fence(dma_buf, render) {
                 fell_back_once(&format!(
                     "attaching the render fence to a dma-buf failed ({e})"
