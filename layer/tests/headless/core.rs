@@ -117,6 +117,9 @@ pub fn objects_under_valgrind(m: &Machine) -> Outcome {
     if let Some(skip) = layer_only(m, &[&m.vulkan, &m.valgrind]) {
         return skip;
     }
+    // valgrind takes a whole CPU for minutes: the display and X11 tests,
+    // whose applications must get frames out within their run, wait.
+    let _cpu = crate::display_tests::exclusive();
     let s = Scratch::new("valgrind")?;
     let log = s.path("valgrind.log");
     let mut c = s.command("valgrind");

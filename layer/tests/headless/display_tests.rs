@@ -57,7 +57,9 @@ pub fn vkms_node() -> Result<String, String> {
 }
 
 /// The one display (the X11 tests' Xorg drives it too): its tests take
-/// turns.
+/// turns, and the valgrind run, which would starve their applications of
+/// CPU (vkmark in MAILBOX then got one frame out in 5 s, and none on the
+/// screen, in two CI runs), takes its turn with them.
 pub fn exclusive() -> MutexGuard<'static, ()> {
     static DISPLAY: Mutex<()> = Mutex::new(());
     DISPLAY.lock().unwrap_or_else(|e| e.into_inner())
