@@ -164,9 +164,16 @@ unsafe extern "system" fn create_instance(
     ] {
         if n.semaphore_properties.is_none() {
             // SAFETY: a query of the next layer on its new instance; the
-            // pointer it gives has the type its name says.
-            n.semaphore_properties =
-                unsafe { gipa(made, name.as_ptr()) }.map(|f| unsafe { std::mem::transmute(f) });
+            // pointer it gives has the type its name says, and is cast
+            // back to it.
+            n.semaphore_properties = unsafe {
+                gipa(made, name.as_ptr()).map(|f| {
+                    std::mem::transmute::<
+                        unsafe extern "system" fn(),
+                        vk::PFN_vkGetPhysicalDeviceExternalSemaphoreProperties,
+                    >(f)
+                })
+            };
         }
     }
     vk::Result::SUCCESS
