@@ -168,6 +168,8 @@ pub enum Counter {
     WaylandCommitsImplicit,
     /// Wayland swapchains and surfaces whose compositor connection failed.
     WaylandLost,
+    /// Wayland swapchains not made: the compositor refused their dma-bufs.
+    WaylandRefused,
     /// Wayland swapchains whose surface feedback changed their format's
     /// preferred modifiers.
     WaylandSuboptimal,
@@ -445,6 +447,7 @@ pub fn snapshot(settings: &Settings, event: Event) -> Value {
             "surfaces_without_dma_buf": get(WaylandNoDmaBuf),
             "commits": { "explicit": get(WaylandCommitsExplicit), "implicit": get(WaylandCommitsImplicit) },
             "lost": get(WaylandLost),
+            "refused_buffers": get(WaylandRefused),
             "suboptimal": get(WaylandSuboptimal),
             "frame_callback_timeouts": get(WaylandFrameTimeouts),
         },

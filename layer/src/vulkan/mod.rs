@@ -1,4 +1,5 @@
 //! Vulkan objects: instances and devices made through the loader's chain,
+//! the application's host allocation callbacks,
 //! the extensions the layer adds, needs and refuses, what a physical
 //! device's swapchains can be made of, the registry's list of commands that
 //! carry the layer's handles, and `pNext` chains.
@@ -7,6 +8,7 @@ pub mod caps;
 pub mod chain;
 pub mod device;
 pub mod extensions;
+pub mod host;
 pub mod instance;
 pub mod newer;
 pub mod objects;

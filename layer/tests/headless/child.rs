@@ -28,6 +28,7 @@ pub fn run(scenario: &str) -> Result<Value> {
         "leaks" => leaks(),
         "soak" => crate::soak::child(),
         "descriptors" => crate::exhaustion::child(),
+        "host_memory" => crate::host_memory::child(),
         "bad_create_infos" => crate::create_infos::child(),
         "objects" => crate::objects::objects(),
         "refused" => crate::objects::refused(),

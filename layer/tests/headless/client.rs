@@ -426,7 +426,7 @@ impl<'a> Chain<'a> {
             if !switch.modes.is_empty() {
                 info = info.push_next(&mut modes);
             }
-            let swapchain = vk.swapchain_fn.create_swapchain(&info, None)?;
+            let swapchain = vk.swapchain_fn.create_swapchain(&info, switch.host)?;
             let images = vk.swapchain_fn.get_swapchain_images(swapchain)?;
             let mut chain = Chain {
                 vk,
@@ -552,11 +552,12 @@ impl<'a> Chain<'a> {
         Ok(())
     }
 
-    /// Destroys the swapchain now, whatever its images are doing (the
-    /// rest goes when the chain is dropped).
-    pub fn destroy_swapchain(&mut self) {
+    /// Destroys the swapchain now, with `host` (the callbacks it was made
+    /// with), whatever its images are doing (the rest goes when the chain
+    /// is dropped).
+    pub fn destroy_swapchain(&mut self, host: Option<&vk::AllocationCallbacks<'_>>) {
         // SAFETY: the application's swapchain, destroyed once.
-        unsafe { self.vk.swapchain_fn.destroy_swapchain(self.swapchain, None) };
+        unsafe { self.vk.swapchain_fn.destroy_swapchain(self.swapchain, host) };
         self.swapchain = vk::SwapchainKHR::null();
     }
 

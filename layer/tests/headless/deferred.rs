@@ -59,7 +59,11 @@ pub fn deferred(vk: &Vk, maintenance: &ash::ext::swapchain_maintenance1::Device)
     drop(eager);
     let base = dma_bufs()?;
     let flags = vk::SwapchainCreateFlagsKHR::DEFERRED_MEMORY_ALLOCATION_EXT;
-    let switch = Switch { modes: &[], flags };
+    let switch = Switch {
+        modes: &[],
+        flags,
+        ..Switch::default()
+    };
     let mut chain = Chain::create(
         vk,
         vk::PresentModeKHR::IMMEDIATE,

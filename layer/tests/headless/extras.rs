@@ -16,6 +16,8 @@ pub const PRESENT_ID_2: vk::StructureType = vk::StructureType::from_raw(1_000_47
 pub struct Switch<'a> {
     pub modes: &'a [vk::PresentModeKHR],
     pub flags: vk::SwapchainCreateFlagsKHR,
+    /// The `pAllocator` of `vkCreateSwapchainKHR`.
+    pub host: Option<&'a vk::AllocationCallbacks<'a>>,
 }
 
 /// Structures chained to one present, each for its one swapchain.

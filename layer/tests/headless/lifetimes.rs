@@ -101,14 +101,14 @@ pub fn fork() -> Result<Value> {
     // The layer writes its statistics when a swapchain goes: make a file
     // of the parent's to compare against.
     let mut first = Chain::new(&vk, vk.fast_mode()?, SIZE, 0, vk::SwapchainKHR::null())?;
-    first.destroy_swapchain();
+    first.destroy_swapchain(None);
     drop(first);
     let before = std::fs::read(&stats)?;
     let mtime_before = std::fs::metadata(&stats)?.modified()?;
     // SAFETY: fork(2); the child only destroys a swapchain and exits.
     let pid = unsafe { libc::fork() };
     if pid == 0 {
-        chain.destroy_swapchain();
+        chain.destroy_swapchain(None);
         // SAFETY: the child ends here, through exit(3) and its handlers.
         unsafe { libc::exit(0) };
     }
@@ -152,7 +152,7 @@ pub fn unfinished() -> Result<Value> {
         f.dma_buf.import_sync_file(&sync_file, Access::Write)?;
     }
     let t = Instant::now();
-    chain.destroy_swapchain();
+    chain.destroy_swapchain(None);
     let destroy_ms = t.elapsed().as_secs_f64() * 1e3;
     let pending_after_destroy = !sync_file.is_signaled()?;
     fence.signal()?;

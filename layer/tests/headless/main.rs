@@ -30,6 +30,7 @@ mod exhaustion;
 mod faults;
 mod fds;
 mod held;
+mod host_memory;
 mod lifetimes;
 mod messenger;
 mod modern;
@@ -217,6 +218,10 @@ const TESTS: &[(&str, Test<Machine>)] = &[
     (
         "faults::export_refused_at_run_time",
         faults::export_refused_at_run_time,
+    ),
+    (
+        "faults::allocation_callbacks",
+        host_memory::callbacks_honoured_and_failures_clean,
     ),
 ];
 

@@ -286,6 +286,7 @@ fn switching(vk: &Vk, fns: &Fns) -> Result<Value> {
     let switch = Switch {
         modes: &offered,
         flags: vk::SwapchainCreateFlagsKHR::empty(),
+        ..Switch::default()
     };
     let mut chain = Chain::create(
         vk,
@@ -498,6 +499,7 @@ fn two(vk: &Vk, fns: &Fns) -> Result<Value> {
     let switch = Switch {
         modes: &[],
         flags: CREATE_PRESENT_ID_2 | CREATE_PRESENT_WAIT_2,
+        ..Switch::default()
     };
     let mut chain = Chain::create(
         vk,

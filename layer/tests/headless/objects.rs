@@ -70,7 +70,7 @@ pub fn objects() -> Result<Value> {
     let alias_matches = seen.chunks_exact(4).all(|p| p == expected);
     // SAFETY: the slot is unused now.
     unsafe { pd.destroy_private_data_slot(slot, None) };
-    chain.destroy_swapchain();
+    chain.destroy_swapchain(None);
     drop(chain);
     let (errors, messages) = validation_errors();
     leak_a_semaphore(&vk.device)?;

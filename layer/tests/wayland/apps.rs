@@ -58,11 +58,11 @@ impl Layer {
         self.dir.join("stats.json")
     }
 
-    /// `program args` against `weston`, through the layer (`on`) or not,
-    /// with `env` on top.
+    /// `program args` against the compositor on `socket`, through the
+    /// layer (`on`) or not, with `env` on top.
     pub fn command(
         &self,
-        weston: &Weston,
+        socket: &str,
         on: bool,
         program: &str,
         args: &[&str],
@@ -72,7 +72,7 @@ impl Layer {
         let mut c = Command::new(program);
         c.args(args)
             .current_dir(&self.dir)
-            .env("WAYLAND_DISPLAY", &weston.socket)
+            .env("WAYLAND_DISPLAY", socket)
             .env("VK_ADD_IMPLICIT_LAYER_PATH", &self.dir)
             .env("SYNCFILE_WSI_STATS", self.stats_path())
             // The swapchain's mode and sync path are logged at info.
@@ -151,7 +151,7 @@ pub fn prerequisites(programs: &[&str]) -> Option<String> {
 /// The frame-path CPU waits of the layer's own that the application thread
 /// may never do. (`driver_semaphore_export` is lavapipe's: its
 /// vkGetSemaphoreFdKHR waits for the render itself.)
-const APP_FENCE_WAITS: [&str; 2] = ["dma_buf_poll", "failed_import"];
+pub const APP_FENCE_WAITS: [&str; 2] = ["dma_buf_poll", "failed_import"];
 
 /// The layer owned the surface and presented `frames` frames with the
 /// `sync` path, and the application thread never waited on a fence.
@@ -192,7 +192,7 @@ pub fn vkcube_each_present_mode() -> Outcome {
     // vkcube numbers them as VkPresentModeKHR: IMMEDIATE, MAILBOX, FIFO.
     for (mode, name) in [("0", "IMMEDIATE"), ("1", "MAILBOX"), ("2", "FIFO")] {
         let args = [&CUBE[..], &["--c", "120", "--present_mode", mode]].concat();
-        let out = run(layer.command(&weston, true, "vkcube", &args, &[]))?;
+        let out = run(layer.command(&weston.socket, true, "vkcube", &args, &[]))?;
         succeeded(&out).map_err(|e| format!("{name}: {}", e.message().unwrap_or_default()))?;
         let log = String::from_utf8_lossy(&out.stderr);
         check(log.contains(&format!("{name}, explicit sync")), || {
@@ -218,7 +218,7 @@ pub fn import_refused_takes_the_fallback() -> Outcome {
     let layer = Layer::new("import_refused_takes_the_fallback")?;
     for (mode, name) in [("0", "IMMEDIATE"), ("1", "MAILBOX"), ("2", "FIFO")] {
         let args = [&CUBE[..], &["--c", "60", "--present_mode", mode]].concat();
-        let mut c = layer.command(&weston, true, "vkcube", &args, &[]);
+        let mut c = layer.command(&weston.socket, true, "vkcube", &args, &[]);
         seccomp::deny_in(&mut c, &[SyncFileIoctl::Import]);
         let out = run(c)?;
         succeeded(&out).map_err(|e| format!("{name}: {}", e.message().unwrap_or_default()))?;
@@ -255,7 +255,7 @@ pub fn implicit_sync_when_asked() -> Outcome {
     let layer = Layer::new("implicit_sync_when_asked")?;
     let args = [&CUBE[..], &["--c", "30"]].concat();
     let out = run(layer.command(
-        &weston,
+        &weston.socket,
         true,
         "vkcube",
         &args,
@@ -280,7 +280,7 @@ pub fn validation_reports_no_error() -> Outcome {
         ("VK_INSTANCE_LAYERS", "VK_LAYER_KHRONOS_validation"),
         ("VK_LOADER_DEBUG", "layer"),
     ];
-    let out = run(layer.command(&weston, true, "vkcube", &args, &env))?;
+    let out = run(layer.command(&weston.socket, true, "vkcube", &args, &env))?;
     succeeded(&out)?;
     let text = format!(
         "{}{}",
@@ -327,7 +327,7 @@ pub fn no_dma_buf_passes_through() -> Outcome {
     let weston = Weston::start(&[&OUTPUT[..], &["--renderer=pixman"]].concat())?;
     let layer = Layer::new("no_dma_buf_passes_through")?;
     let args = [&CUBE[..], &["--c", "10"]].concat();
-    let out = run(layer.command(&weston, true, "vkcube", &args, &[]))?;
+    let out = run(layer.command(&weston.socket, true, "vkcube", &args, &[]))?;
     succeeded(&out)?;
     let stats = layer.stats()?;
     check(
@@ -353,7 +353,7 @@ pub fn vkmark_scores() -> Outcome {
         "-b",
         "cube:duration=20",
     ];
-    let out = run(layer.command(&weston, true, "vkmark", &args, &[]))?;
+    let out = run(layer.command(&weston.socket, true, "vkmark", &args, &[]))?;
     succeeded(&out)?;
     let text = String::from_utf8_lossy(&out.stdout);
     let score = text.lines().find_map(|l| {
@@ -378,7 +378,9 @@ pub fn killed_compositor_loses_the_surface() -> Outcome {
     let weston = Weston::start(&OUTPUT)?;
     let layer = Layer::new("killed_compositor_loses_the_surface")?;
     let args = [&CUBE[..], &["--c", "100000"]].concat();
-    let child = layer.command(&weston, true, "vkcube", &args, &[]).spawn()?;
+    let child = layer
+        .command(&weston.socket, true, "vkcube", &args, &[])
+        .spawn()?;
     // Long enough for the swapchain to be presenting.
     std::thread::sleep(Duration::from_secs(20));
     weston.kill()?;
@@ -490,7 +492,7 @@ pub fn screenshot_shows_the_cube() -> Outcome {
         (true, &[SyncFileIoctl::Import]),
     ] {
         let args = [&CUBE[..], &["--c", "100000"]].concat();
-        let mut c = layer.command(&weston, on, "vkcube", &args, &[]);
+        let mut c = layer.command(&weston.socket, on, "vkcube", &args, &[]);
         seccomp::deny_in(&mut c, denied);
         let child = c.spawn()?;
         // Long enough for the cube to be on the screen.

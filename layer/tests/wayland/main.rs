@@ -9,9 +9,12 @@
 
 mod app;
 mod apps;
+mod compositor;
 mod latency;
+mod misbehaving;
 mod modern_apps;
 mod protocol;
+mod soak;
 mod timing;
 mod toolkit;
 mod vulkan;
@@ -26,6 +29,12 @@ mod common {
     #[allow(dead_code)]
     pub mod seccomp;
 }
+
+/// The process's descriptors and memory, for the soak: the headless
+/// suite's.
+#[path = "../headless/fds.rs"]
+#[allow(dead_code)]
+mod fds;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -59,6 +68,8 @@ const SCENARIOS: &[(&str, Scenario)] = &[
     ("timing", timing::child),
     ("latency", latency::child),
     ("lost_wait", timing::lost_wait_child),
+    ("misbehaving", misbehaving::child),
+    ("soak", soak::child),
 ];
 
 /// `module::test` entries named as they are written.
@@ -91,6 +102,12 @@ const TESTS: &[(&str, Test)] = tests![
     timing::wait_on_a_killed_compositor_is_lost,
     modern_apps::vkcube_incremental_present,
     modern_apps::mpv_libplacebo,
+    misbehaving::never_released_acquire_times_out,
+    misbehaving::no_frame_callbacks_never_freeze,
+    misbehaving::pending_read_fence_holds_the_next_render,
+    misbehaving::refused_buffers_fail_creation,
+    misbehaving::disconnect_mid_frame_is_lost,
+    soak::every_mode_and_path,
 ];
 
 fn main() -> ExitCode {

@@ -77,7 +77,7 @@ pub fn vkcube_incremental_present() -> Outcome {
     ];
     let path = layer.file("vkcube.stderr");
     let mut c = layer.command(
-        &weston,
+        &weston.socket,
         true,
         "vkcube",
         &args,
@@ -120,7 +120,9 @@ pub fn mpv_libplacebo() -> Outcome {
         "av://lavfi:testsrc=size=320x180:rate=30",
     ];
     let out = apps::finish(
-        layer.command(&weston, true, "mpv", &args, &[]).spawn()?,
+        layer
+            .command(&weston.socket, true, "mpv", &args, &[])
+            .spawn()?,
         RUN_LIMIT,
     )?;
     apps::succeeded(&out)?;

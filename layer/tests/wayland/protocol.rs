@@ -50,7 +50,11 @@ impl Conn {
         self.client.offer()
     }
 
-    fn create_buffer(&self, desc: &BufferDesc<'_>, image: u32) -> Result<WlBuffer, WaylandError> {
+    fn create_buffer(
+        &mut self,
+        desc: &BufferDesc<'_>,
+        image: u32,
+    ) -> Result<WlBuffer, WaylandError> {
         self.client.create_buffer(desc, image)
     }
 
@@ -177,7 +181,7 @@ pub fn pixman_offers_no_dma_buf() -> Outcome {
         Ok(w) => w,
         Err(skip) => return skip,
     };
-    let client = connect(&app)?;
+    let mut client = connect(&app)?;
     check(
         client.offer().dmabuf_version == 0 && client.offer().formats.is_empty(),
         || format!("{:?}", client.offer()),

@@ -61,7 +61,7 @@ pub fn waits_follow_presentation_feedback() -> Outcome {
             ("WAYLAND_DEBUG", "client"),
         ];
         let path = layer.file(&format!("{mode}.stderr"));
-        let mut command = layer.command(&weston, true, &exe, &[], &env);
+        let mut command = layer.command(&weston.socket, true, &exe, &[], &env);
         command.stderr(std::fs::File::create(&path)?);
         let out = apps::finish(command.spawn()?, RUN_LIMIT);
         let log = std::fs::read_to_string(&path)?;
@@ -228,7 +228,7 @@ pub fn wait_on_a_killed_compositor_is_lost() -> Outcome {
     let layer = Layer::new("timing-lost")?;
     let path = layer.file("stderr");
     let mut command = layer.command(
-        &weston,
+        &weston.socket,
         true,
         &this_binary()?,
         &[],

@@ -73,7 +73,9 @@ fn commits_from_another_thread(sync: &str, modes: &[&str]) -> Outcome {
         ("SYNCFILE_WSI_SYNC", sync),
     ];
     let out = apps::finish(
-        layer.command(&weston, true, &exe, &[], &warm).spawn()?,
+        layer
+            .command(&weston.socket, true, &exe, &[], &warm)
+            .spawn()?,
         RUN_LIMIT,
     )?;
     apps::succeeded(&out).map_err(|e| format!("warm-up: {}", e.message().unwrap_or_default()))?;
@@ -89,7 +91,7 @@ fn commits_from_another_thread(sync: &str, modes: &[&str]) -> Outcome {
         // The wire log goes to a file: libwayland writes it holding the
         // display's lock, so a full pipe nobody reads would stop the child.
         let path = layer.file(&format!("{mode}.stderr"));
-        let mut command = layer.command(&weston, true, &exe, &[], &env);
+        let mut command = layer.command(&weston.socket, true, &exe, &[], &env);
         command.stderr(std::fs::File::create(&path)?);
         let started = Instant::now();
         let out = apps::finish(command.spawn()?, RUN_LIMIT);

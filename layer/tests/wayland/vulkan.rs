@@ -170,6 +170,12 @@ pub struct Chain<'a> {
     cmds: Vec<vk::CommandBuffer>,
     fences: [vk::Fence; SLOTS],
     frame: usize,
+    /// The image the last frame was drawn into.
+    pub last_image: u32,
+    /// How long an acquire may wait, in ns (`u64::MAX` unless set).
+    pub acquire_timeout: u64,
+    /// When the last frame's `vkQueueSubmit` was called, in ns of `clock`.
+    pub submit_called_ns: u64,
     /// When the last `vkQueuePresentKHR` was called, in ns of `clock`.
     pub present_called_ns: u64,
     pub clock: rustix::time::ClockId,
@@ -242,6 +248,9 @@ impl<'a> Chain<'a> {
                 cmds: Vec::new(),
                 fences: [vk::Fence::null(); SLOTS],
                 frame: 0,
+                last_image: 0,
+                acquire_timeout: u64::MAX,
+                submit_called_ns: 0,
                 present_called_ns: 0,
                 clock: rustix::time::ClockId::Monotonic,
             };
@@ -270,7 +279,9 @@ impl<'a> Chain<'a> {
     /// holding `surface_lock` around `vkQueuePresentKHR` (the application's
     /// lock on its `wl_surface`, whose requests the layer makes inside the
     /// call), and adds how long the call took, in µs, to `present_us`.
-    /// Returns the present's result.
+    /// Returns the present's result, or the acquire's when it got no image
+    /// (`VK_TIMEOUT` or `VK_NOT_READY` within [`Chain::acquire_timeout`],
+    /// or an error).
     pub fn frame(
         &mut self,
         colour: [f32; 4],
@@ -296,12 +307,22 @@ impl<'a> Chain<'a> {
         // the image is this frame's until its present.
         unsafe {
             d.wait_for_fences(&[fence], true, u64::MAX)?;
+            let acquire = self.vk.swapchain_fn.acquire_next_image(
+                self.swapchain,
+                self.acquire_timeout,
+                acquired,
+                vk::Fence::null(),
+            );
+            let index = match acquire {
+                Ok((index, _suboptimal)) => index,
+                // No image: the slot's semaphore and fence stay as they were.
+                Err(e) => {
+                    self.frame -= 1;
+                    return Ok(e);
+                }
+            };
             d.reset_fences(&[fence])?;
-            let (index, _suboptimal) = self
-                .vk
-                .swapchain_fn
-                .acquire_next_image(self.swapchain, u64::MAX, acquired, vk::Fence::null())
-                .map_err(|e| format!("vkAcquireNextImageKHR: {e:?}"))?;
+            self.last_image = index;
             record::record_clear(d, cmd, self.images[index as usize], colour)?;
             let waits = [acquired];
             let stages = [vk::PipelineStageFlags::TRANSFER];
@@ -312,6 +333,7 @@ impl<'a> Chain<'a> {
                 .wait_dst_stage_mask(&stages)
                 .command_buffers(&cmds)
                 .signal_semaphores(&signals);
+            self.submit_called_ns = now_ns(self.clock);
             d.queue_submit(self.vk.queue, &[submit], fence)?;
             let swapchains = [self.swapchain];
             let indices = [index];
@@ -345,6 +367,10 @@ impl<'a> Chain<'a> {
 }
 
 impl Chain<'_> {
+    pub fn image_count(&self) -> usize {
+        self.images.len()
+    }
+
     /// `vkWaitForPresentKHR` (the device must be made `modern`).
     pub fn wait_for_present(&self, id: u64, timeout: u64) -> Result<vk::Result> {
         let f = self

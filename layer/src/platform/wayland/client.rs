@@ -94,6 +94,8 @@ pub(super) struct State {
     pub(super) clock: u32,
     /// Frames reported shown or discarded, not yet taken.
     pub(super) presented: Vec<(u64, Shown)>,
+    /// Images whose dma-buf the compositor refused (`failed`), not yet taken.
+    pub(super) refused: Vec<u32>,
 }
 
 /// The layer's requests on the application's display: its globals and
@@ -106,6 +108,10 @@ pub struct Client {
     pub(super) explicit: Option<explicit::ZwpLinuxExplicitSynchronizationV1>,
     pub(super) presentation: Option<WpPresentation>,
     feedback: Option<feedback::ZwpLinuxDmabufFeedbackV1>,
+    /// Every buffer's params object: kept until the client goes, because a
+    /// compositor may answer `create_immed` with `failed` on it (instead of
+    /// a protocol error), which a destroyed object would never hear.
+    pub(super) params: Vec<params::ZwpLinuxBufferParamsV1>,
     offer: Offer,
 }
 
@@ -176,6 +182,7 @@ impl Client {
             explicit: None,
             presentation: None,
             feedback: None,
+            params: Vec::new(),
             offer: Offer::default(),
         };
         let mut events = Events {
@@ -409,6 +416,11 @@ impl Events {
     pub fn take_presented(&mut self) -> Vec<(u64, Shown)> {
         std::mem::take(&mut self.state.presented)
     }
+
+    /// The images whose dma-buf the compositor refused since the last call.
+    pub fn take_refused(&mut self) -> Vec<u32> {
+        std::mem::take(&mut self.state.refused)
+    }
 }
 
 impl Drop for Client {
@@ -418,6 +430,9 @@ impl Drop for Client {
         // the queue, and never the application's display.
         if let Some(f) = self.feedback.take() {
             f.destroy();
+        }
+        for p in self.params.drain(..) {
+            p.destroy();
         }
         if let Some(e) = self.explicit.take() {
             e.destroy();
@@ -535,18 +550,22 @@ impl Dispatch<feedback::ZwpLinuxDmabufFeedbackV1, FeedbackOf> for State {
     }
 }
 
-impl Dispatch<params::ZwpLinuxBufferParamsV1, ()> for State {
+/// A params object's data: the image its buffer is for.
+impl Dispatch<params::ZwpLinuxBufferParamsV1, u32> for State {
     fn event(
-        _: &mut Self,
+        state: &mut Self,
         _: &params::ZwpLinuxBufferParamsV1,
         event: params::Event,
-        _: &(),
+        image: &u32,
         _: &Connection,
         _: &QueueHandle<Self>,
     ) {
-        // Only `create` (not the `create_immed` the layer uses) answers with
-        // these; a failed `create_immed` is a protocol error.
-        tracing::debug!("unexpected zwp_linux_buffer_params_v1 event {event:?}");
+        // A compositor that cannot import a `create_immed` buffer either
+        // raises a protocol error or marks the buffer failed with this.
+        match event {
+            params::Event::Failed => state.refused.push(*image),
+            other => tracing::debug!("unexpected zwp_linux_buffer_params_v1 event {other:?}"),
+        }
     }
 }
 

@@ -214,10 +214,11 @@ impl Drop for SurfaceLink {
 
 impl Client {
     /// A `wl_buffer` for image `image` (its releases carry that index).
-    /// Creation failures the compositor detects are protocol errors, seen
-    /// by the next dispatch or roundtrip.
+    /// The compositor answers a buffer it cannot import with a protocol
+    /// error or with `failed` ([`super::Events::take_refused`]), seen by the
+    /// next dispatch or roundtrip.
     pub fn create_buffer(
-        &self,
+        &mut self,
         desc: &BufferDesc<'_>,
         image: u32,
     ) -> Result<WlBuffer, WaylandError> {
@@ -227,7 +228,7 @@ impl Client {
             .as_ref()
             .ok_or(WaylandError::NotOffered("zwp_linux_dmabuf_v1"))?;
         let qh = self.handle();
-        let params = dmabuf.create_params(&qh, ());
+        let params = dmabuf.create_params(&qh, image);
         for (i, p) in desc.planes.iter().enumerate() {
             params.add(
                 p.fd,
@@ -246,7 +247,7 @@ impl Client {
             &qh,
             image,
         );
-        params.destroy();
+        self.params.push(params);
         self.flush()?;
         Ok(buffer)
     }

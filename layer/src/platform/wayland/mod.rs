@@ -84,6 +84,10 @@ pub enum WaylandError {
     FormatTable(#[source] std::io::Error),
     #[error("the image's layout does not fit the protocol's 32-bit offsets")]
     Layout,
+    #[error(
+        "the compositor refused the dma-bufs of {0} images (zwp_linux_buffer_params_v1.failed)"
+    )]
+    Refused(usize),
     #[error("the compositor accepts neither {0:#x} nor {1:#x} with modifier {2:#x}")]
     Format(formats::Fourcc, formats::Fourcc, u64),
 }
@@ -232,7 +236,7 @@ impl PlatformSurface for WaylandSurface {
     ) -> Result<Box<dyn Presenter>, PlatformError> {
         // SAFETY: Vulkan makes the application keep its display alive as
         // long as the surface, and the swapchain does not outlive that.
-        let (client, mut events) = unsafe { Client::connect(self.display.as_ptr(), TIMEOUT) }?;
+        let (mut client, mut events) = unsafe { Client::connect(self.display.as_ptr(), TIMEOUT) }?;
         let explicit = explicit(client.offer(), config.settings.sync);
         if config.settings.sync == SyncMode::Explicit && !explicit {
             tracing::warn!("SYNCFILE_WSI_SYNC=explicit, but the compositor offers no explicit-sync protocol: implicit sync only");
@@ -248,13 +252,19 @@ impl PlatformSurface for WaylandSurface {
                 config
                     .images
                     .get(i)
-                    .map(|image| presenter::wl_buffer(&client, image, format, i))
+                    .map(|image| presenter::wl_buffer(&mut client, image, format, i))
                     .transpose()
             })
             .collect::<Result<Vec<_>, _>>()?;
-        // A buffer the compositor refuses is a protocol error: seen here,
-        // not at the first present.
+        // A buffer the compositor refuses (a protocol error, or `failed`) is
+        // seen here, before the application has a swapchain, not at the
+        // first present.
         events.roundtrip()?;
+        let refused = events.take_refused();
+        if !refused.is_empty() {
+            stats::count(Counter::WaylandRefused);
+            return Err(WaylandError::Refused(refused.len()).into());
+        }
         tracing::info!(
             "Wayland swapchain: {} images, {:?}, {} sync",
             config.images.len(),

@@ -192,7 +192,7 @@ impl Requests {
                 .images
                 .get(index)
                 .ok_or(vk::Result::ERROR_OUT_OF_DATE_KHR)?;
-            let buffer = wl_buffer(&self.client, image, self.format, index).map_err(|e| {
+            let buffer = wl_buffer(&mut self.client, image, self.format, index).map_err(|e| {
                 tracing::error!("vkQueuePresentKHR: the image's wl_buffer: {e}");
                 vk::Result::ERROR_SURFACE_LOST_KHR
             })?;
@@ -204,7 +204,7 @@ impl Requests {
 
 /// The `wl_buffer` of swapchain image `index`, in DRM format `format`.
 pub fn wl_buffer(
-    client: &Client,
+    client: &mut Client,
     image: &ConsumerImage,
     format: Fourcc,
     index: u32,
@@ -338,17 +338,10 @@ impl Dispatcher {
         let served = try_guard("the Wayland event thread", "its surface is lost", || {
             self.serve()
         });
-        let why = match served {
-            Some(Ok(())) => None,
-            Some(Err(e)) => Some(e.to_string()),
-            None => Some("an internal error".to_owned()),
-        };
-        if let Some(why) = why {
-            tracing::error!("the Wayland surface is lost: {why}");
-            self.shared.lock().lost = Some(why);
-            self.shared.changed.notify_all();
-            self.returns.set_status(vk::Result::ERROR_SURFACE_LOST_KHR);
-            stats::count(Counter::WaylandLost);
+        match served {
+            Some(Ok(())) => {}
+            Some(Err(e)) => self.lose(e.to_string()),
+            None => self.lose("an internal error".to_owned()),
         }
         // Stopping or lost: every image goes back (a retired or lost
         // swapchain hands none out again).
@@ -356,6 +349,19 @@ impl Dispatcher {
             self.returns.release(i, None);
         }
         self.events
+    }
+
+    /// The surface is lost for good: presents and acquires answer
+    /// `VK_ERROR_SURFACE_LOST_KHR` from now on.
+    fn lose(&self, why: String) {
+        if self.shared.lock().lost.is_some() {
+            return;
+        }
+        tracing::error!("the Wayland surface is lost: {why}");
+        self.shared.lock().lost = Some(why);
+        self.shared.changed.notify_all();
+        self.returns.set_status(vk::Result::ERROR_SURFACE_LOST_KHR);
+        stats::count(Counter::WaylandLost);
     }
 
     fn serve(&mut self) -> Result<(), WaylandError> {
@@ -370,6 +376,13 @@ impl Dispatcher {
     }
 
     fn handle_events(&mut self) {
+        let refused = self.events.take_refused();
+        if !refused.is_empty() {
+            // An image made after the swapchain (deferred memory): no
+            // present of it can ever be shown, and no other WSI can take
+            // this surface over now.
+            return self.lose(format!("the compositor refused the dma-buf of image {refused:?} (zwp_linux_buffer_params_v1.failed)"));
+        }
         if let Some(tranches) = self.events.take_surface_feedback() {
             self.take_feedback(&tranches);
         }

@@ -27,6 +27,7 @@ use crate::vulkan::array;
 use crate::vulkan::caps::{self, Format, ImageParams};
 use crate::vulkan::chain::find;
 use crate::vulkan::device::{DeviceState, Owned};
+use crate::vulkan::host::HostAllocator;
 use crate::vulkan::{newer, objects};
 use crate::wsi::platform::{Buffer, ConsumerImage, ConsumerImages, PresenterConfig};
 use crate::wsi::surface::{self, Surface};
@@ -61,7 +62,13 @@ pub unsafe fn create_swapchain(
     }
     let made = WsiDevice::of(device, owned)
         .map_err(|r| SwapchainError::Vulkan("making the device's WSI state", r))
-        .and_then(|wsi| create(device, owned, wsi, &surface, info));
+        // SAFETY: the application's callbacks, which the spec makes it keep
+        // for as long as the swapchain lives.
+        .and_then(|wsi| {
+            create(device, owned, wsi, &surface, info, unsafe {
+                HostAllocator::from_raw(p_allocator)
+            })
+        });
     let mut s = match made {
         Ok(s) => s,
         Err(e) => {
@@ -254,6 +261,7 @@ fn create(
     wsi: Arc<WsiDevice>,
     surface: &Surface,
     info: &vk::SwapchainCreateInfoKHR<'_>,
+    host: HostAllocator,
 ) -> Result<Box<Swapchain>, SwapchainError> {
     let modes = present_modes(info);
     check(owned, surface, info, &modes)?;
@@ -312,6 +320,7 @@ fn create(
         view_formats: &views,
         modifiers: &modifiers,
         memory: &owned.memory,
+        host,
     };
     let allocator = surface.platform.allocator(settings);
     // Memory for the consumer's buffers comes with the buffers, so only

@@ -14,6 +14,7 @@ use syncfile::DmaBuf;
 
 use super::error::SwapchainError;
 use crate::vulkan::device::ExtFns;
+use crate::vulkan::host::HostAllocator;
 use crate::wsi::platform::Buffer;
 
 /// How every image of a swapchain is made.
@@ -31,6 +32,8 @@ pub struct ImageSpec<'a> {
     /// images.
     pub modifiers: &'a [u64],
     pub memory: &'a vk::PhysicalDeviceMemoryProperties,
+    /// The application's callbacks for the swapchain's objects.
+    pub host: HostAllocator,
 }
 
 /// The device and the commands an image is made and destroyed with.
@@ -80,6 +83,8 @@ pub struct Image {
     /// Whether a present has handed it to its consumer: from then on the
     /// application's first use after an acquire takes it back.
     pub released: AtomicBool,
+    /// What its driver objects are made and freed with.
+    host: HostAllocator,
     freed: bool,
 }
 
@@ -92,7 +97,10 @@ impl Image {
         spec: &ImageSpec<'_>,
         bind: bool,
     ) -> Result<Image, SwapchainError> {
-        let mut image = Image::default();
+        let mut image = Image {
+            host: spec.host,
+            ..Image::default()
+        };
         let built = image.build_exported(ctx, spec).and_then(|()| {
             if bind {
                 image.bind(ctx).map(drop)
@@ -116,7 +124,10 @@ impl Image {
         spec: &ImageSpec<'_>,
         buffer: Buffer,
     ) -> Result<Image, SwapchainError> {
-        let mut image = Image::default();
+        let mut image = Image {
+            host: spec.host,
+            ..Image::default()
+        };
         match image.build_imported(ctx, spec, buffer) {
             Ok(()) => Ok(image),
             Err(e) => {
@@ -172,7 +183,7 @@ impl Image {
         }
         // SAFETY: a valid create info for a device with the modifier and
         // external-memory extensions enabled.
-        self.image = unsafe { ctx.device.create_image(&info, None) }
+        self.image = unsafe { ctx.device.create_image(&info, self.host.get()) }
             .map_err(|r| SwapchainError::Vulkan("vkCreateImage", r))?;
         Ok(())
     }
@@ -234,7 +245,7 @@ impl Image {
             .push_next(&mut export)
             .push_next(&mut dedicated);
         // SAFETY: a valid allocation for this image.
-        let memory = unsafe { d.allocate_memory(&alloc, None) }
+        let memory = unsafe { d.allocate_memory(&alloc, self.host.get()) }
             .map_err(|r| SwapchainError::Vulkan("vkAllocateMemory", r))?;
         match export_bound(ctx, self.image, memory) {
             Ok(dma_buf) => {
@@ -244,7 +255,7 @@ impl Image {
             }
             Err(e) => {
                 // SAFETY: the memory is this call's own and unused.
-                unsafe { d.free_memory(memory, None) };
+                unsafe { d.free_memory(memory, self.host.get()) };
                 Err(e)
             }
         }
@@ -307,7 +318,7 @@ impl Image {
             .push_next(&mut import)
             .push_next(&mut dedicated);
         // SAFETY: a valid import of a dma-buf for this image.
-        let memory = match unsafe { d.allocate_memory(&alloc, None) } {
+        let memory = match unsafe { d.allocate_memory(&alloc, self.host.get()) } {
             Ok(m) => *self.memory.get_or_init(|| m),
             Err(r) => {
                 // SAFETY: a failed import leaves the descriptor the caller's.
@@ -336,12 +347,12 @@ impl Image {
             info = info.push_next(&mut export);
         }
         // SAFETY: valid create infos.
-        self.semaphore = unsafe { ctx.device.create_semaphore(&info, None) }
+        self.semaphore = unsafe { ctx.device.create_semaphore(&info, self.host.get()) }
             .map_err(|r| SwapchainError::Vulkan("vkCreateSemaphore", r))?;
         // SAFETY: as above.
         self.handback = unsafe {
             ctx.device
-                .create_semaphore(&vk::SemaphoreCreateInfo::default(), None)
+                .create_semaphore(&vk::SemaphoreCreateInfo::default(), self.host.get())
         }
         .map_err(|r| SwapchainError::Vulkan("vkCreateSemaphore", r))?;
         if fenced {
@@ -349,7 +360,7 @@ impl Image {
             self.fence = unsafe {
                 ctx.device.create_fence(
                     &vk::FenceCreateInfo::default().flags(vk::FenceCreateFlags::SIGNALED),
-                    None,
+                    self.host.get(),
                 )
             }
             .map_err(|r| SwapchainError::Vulkan("vkCreateFence", r))?;
@@ -374,20 +385,20 @@ impl Image {
         // SAFETY: each handle is null or this image's own, and unused.
         unsafe {
             if self.fence != vk::Fence::null() {
-                d.destroy_fence(self.fence, None);
+                d.destroy_fence(self.fence, self.host.get());
                 self.fence = vk::Fence::null();
             }
             for s in [&mut self.semaphore, &mut self.handback] {
                 if *s != vk::Semaphore::null() {
-                    d.destroy_semaphore(*s, None);
+                    d.destroy_semaphore(*s, self.host.get());
                     *s = vk::Semaphore::null();
                 }
             }
             if self.image != vk::Image::null() {
-                d.destroy_image(self.image, None);
+                d.destroy_image(self.image, self.host.get());
             }
             if let Some(memory) = self.memory.take() {
-                d.free_memory(memory, None);
+                d.free_memory(memory, self.host.get());
             }
         }
         self.dma_buf.take();
