@@ -3,6 +3,7 @@
 //! on a compositor without dma-buf, and with the compositor killed under it;
 //! vkmark; and a screenshot of the cube.
 
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -97,18 +98,43 @@ impl Layer {
     }
 }
 
-/// Waits for `child` for at most `limit`, killing it after that.
+/// Waits for `child` for at most `limit`, killing it after that. Its
+/// output is read meanwhile: a child that logs more than a pipe holds
+/// would otherwise stop in its next write and look hung.
 pub fn finish(mut child: Child, limit: Duration) -> Result<Output, Failed> {
+    let drain = |pipe: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            if let Some(mut p) = pipe {
+                let _ = p.read_to_end(&mut bytes);
+            }
+            bytes
+        })
+    };
+    let stdout = drain(child.stdout.take().map(|p| Box::new(p) as _));
+    let stderr = drain(child.stderr.take().map(|p| Box::new(p) as _));
     let deadline = Instant::now() + limit;
-    while child.try_wait()?.is_none() {
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break Some(status);
+        }
         if Instant::now() >= deadline {
             let _ = child.kill();
-            let out = child.wait_with_output()?;
-            return Err(format!("killed after {limit:?}; stderr: {}", tail(&out.stderr)).into());
+            let _ = child.wait();
+            break None;
         }
         std::thread::sleep(Duration::from_millis(100));
+    };
+    let stdout = stdout.join().map_err(|_| "the stdout reader panicked")?;
+    let stderr = stderr.join().map_err(|_| "the stderr reader panicked")?;
+    match status {
+        Some(status) => Ok(Output {
+            status,
+            stdout,
+            stderr,
+        }),
+        None => Err(format!("killed after {limit:?}; stderr: {}", tail(&stderr)).into()),
     }
-    Ok(child.wait_with_output()?)
 }
 
 pub fn tail(bytes: &[u8]) -> String {

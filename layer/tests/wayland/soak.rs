@@ -97,11 +97,12 @@ pub fn every_mode_and_path() -> Outcome {
                 )?;
             }
             report.push(format!(
-                "{name}: fds {}->{}, VmRSS {}->{} KiB, {:.0} s",
+                "{name}: fds {}->{}, VmRSS {}->{} KiB (by quarters {}), {:.0} s",
                 r["fds_before"],
                 r["fds_after"],
                 r["rss_kib_before"],
                 r["rss_kib_after"],
+                r["rss_kib_quarters"],
                 took.as_secs_f64()
             ));
         }
@@ -147,7 +148,13 @@ pub fn child() -> ChildResult<Value> {
     };
     run(WARM_UP)?;
     let (fds_before, rss_before) = (fds::count()?, fds::vm_rss_kib()?);
-    run(cycles)?;
+    // The resident memory after each quarter: levelling off, or growing.
+    let mut quarters = Vec::new();
+    for _ in 0..4 {
+        run(cycles / 4)?;
+        quarters.push(fds::vm_rss_kib()?);
+    }
+    run(cycles % 4)?;
     let (fds_after, rss_after) = (fds::count()?, fds::vm_rss_kib()?);
     drop(vk);
     Ok(json!({
@@ -155,5 +162,6 @@ pub fn child() -> ChildResult<Value> {
         "fds_after": fds_after,
         "rss_kib_before": rss_before,
         "rss_kib_after": rss_after,
+        "rss_kib_quarters": quarters,
     }))
 }
