@@ -65,6 +65,35 @@ impl Access {
 /// the ioctls fail with [`Error::NotADmaBuf`] on other files. `poll(2)` does
 /// not tell, so [`DmaBuf::wait`] on another kind of file reports whatever
 /// that file does.
+///
+/// # Example
+///
+/// A producer that got a buffer from elsewhere (a driver's export, a
+/// compositor's pool) hands its render to the buffer's next users; the
+/// whole exchange, with a real buffer, is the [crate's example](crate#example).
+///
+/// ```
+/// use std::os::fd::OwnedFd;
+/// use syncfile::{Access, DmaBuf, SyncFile};
+///
+/// /// Before rendering: what the GPU must wait for. After: the render's
+/// /// fence, for every later reader and writer to wait for.
+/// fn render_into(
+///     buffer: OwnedFd,
+///     render: impl FnOnce(SyncFile) -> SyncFile,
+/// ) -> syncfile::Result<()> {
+///     let buffer = DmaBuf::from(buffer);
+///     let before = buffer.export_sync_file(Access::Write)?;
+///     let done = render(before);
+///     buffer.import_sync_file(&done, Access::Write)
+/// }
+///
+/// // Any other file is refused for what it is.
+/// let not_a_buffer = std::fs::File::open("/dev/null")?;
+/// let error = render_into(not_a_buffer.into(), |fence| fence).unwrap_err();
+/// assert_eq!(error, syncfile::Error::NotADmaBuf);
+/// # Ok::<(), std::io::Error>(())
+/// ```
 #[derive(Debug, Clone, Copy)]
 pub struct DmaBuf<Fd = OwnedFd> {
     fd: Fd,

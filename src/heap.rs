@@ -26,9 +26,15 @@ pub struct DmaHeap {
 impl DmaHeap {
     /// Opens the heap `name` (such as [`SYSTEM`]).
     ///
-    /// ```no_run
-    /// let heap = syncfile::heap::DmaHeap::open(syncfile::heap::SYSTEM)?;
+    /// ```
+    /// use syncfile::heap::{DmaHeap, SYSTEM};
+    ///
+    /// // Many machines have no heap, or keep it for root.
+    /// let Ok(heap) = DmaHeap::open(SYSTEM) else {
+    ///     return Ok(());
+    /// };
     /// let buffer = heap.alloc(4096)?;
+    /// assert!(syncfile::is_dma_buf(&buffer)?);
     /// # Ok::<(), syncfile::Error>(())
     /// ```
     pub fn open(name: &str) -> Result<DmaHeap> {

@@ -27,9 +27,19 @@
 //!
 //! Like rustix, the crate is thin: one method per kernel operation, no
 //! waits the caller did not ask for, and errors that keep the kernel's
-//! errno.
-
-#![warn(missing_docs)]
+//! errno. It is Linux only, and it is not a Vulkan or GPU crate: the
+//! fences come from whatever driver made them, and the buffers from the
+//! caller (a GPU driver's export, a dma-heap, a KMS card).
+//!
+//! # Example
+//!
+//! A producer attaches its render's fence to a dma-buf, and a consumer
+//! waits for the buffer (`examples/handoff.rs`, which also runs in the
+//! project's test guest; on a machine without the system dma-heap it says
+//! so and stops):
+//!
+#![doc = concat!("```\n", include_str!("../examples/handoff.rs"), "```")]
+#![deny(missing_docs)]
 
 mod dma_buf;
 mod error;

@@ -36,6 +36,30 @@ static SUPPORT: OnceLock<Support> = OnceLock::new();
 /// other failure (`dma_buf` is not a dma-buf, is closed, the process is out
 /// of descriptors) is returned as the error it is and not remembered, so a
 /// later call with a good buffer can still answer.
+///
+/// # Example
+///
+/// Choosing the fallback once, at the first buffer (the [crate's
+/// example](crate#example) does it with a real one):
+///
+/// ```
+/// use syncfile::probe::{probe, Support};
+/// use syncfile::{Access, DmaBuf, SyncFile};
+///
+/// fn hand_over(buffer: &DmaBuf, render: &SyncFile) -> syncfile::Result<()> {
+///     match probe(buffer)? {
+///         Support::Available => buffer.import_sync_file(render, Access::Write),
+///         // No ioctls: wait for the render before letting go of the buffer.
+///         Support::Unavailable => render.wait(None).map(drop),
+///     }
+/// }
+///
+/// // A file that is not a dma-buf tells nothing, and is not remembered.
+/// let not_a_buffer = std::fs::File::open("/dev/null")?;
+/// assert_eq!(probe(&not_a_buffer), Err(syncfile::Error::NotADmaBuf));
+/// assert_eq!(syncfile::probe::cached(), None);
+/// # Ok::<(), std::io::Error>(())
+/// ```
 pub fn probe(dma_buf: impl AsFd) -> Result<Support> {
     if let Some(support) = SUPPORT.get() {
         return Ok(*support);

@@ -19,6 +19,14 @@ use crate::ioctl;
 ///
 /// Dropping a `SyncFile` closes the descriptor; that never signals or cancels
 /// its fences.
+///
+/// # Example
+///
+/// Merging, inspecting, waiting and duplicating (`examples/fences.rs`, which
+/// also runs in the project's test guest; on a machine without the system
+/// dma-heap or the sync_file ioctls it says so and stops):
+///
+#[doc = concat!("```\n", include_str!("../examples/fences.rs"), "```")]
 #[derive(Debug)]
 pub struct SyncFile {
     fd: OwnedFd,

@@ -3,18 +3,16 @@
 //! the two kinds of file mistaken for each other. The first three need no
 //! dma-buf source and run everywhere.
 
-mod common;
-
 use std::fs::File;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::sync::{Mutex, PoisonError};
 
-use common::{Outcome, Suite};
 use libtest_mimic::Failed;
 use rustix::io::Errno;
 use rustix::process::{getrlimit, Resource};
 use syncfile::sources::{raw, Source};
 use syncfile::{is_dma_buf, probe, Access, DmaBuf, Error, SyncFile};
+use syncfile_tests::{Outcome, Suite};
 
 type Test = fn(Source) -> Outcome;
 

@@ -2,17 +2,15 @@
 //! implicit sync and back; sync_files merge and describe themselves; CPU
 //! access brackets work on every exporter; the probe finds the ioctls.
 
-mod common;
-
 use std::os::fd::AsFd;
 use std::thread;
 use std::time::Duration;
 
-use common::{Outcome, Suite};
 use libtest_mimic::Failed;
 use syncfile::sources::vgem::Vgem;
 use syncfile::sources::{FencedBuffer, Source};
 use syncfile::{probe, Access, DmaBuf, FenceStatus};
+use syncfile_tests::{Outcome, Suite};
 
 type Test = fn(Source) -> Outcome;
 

@@ -5,12 +5,10 @@
 //! The trials count the whole process's descriptors, so they run one at a
 //! time in a binary of their own.
 
-mod common;
-
-use common::{Outcome, Suite};
 use syncfile::sources::vgem::Vgem;
 use syncfile::sources::{FencedBuffer, Source};
 use syncfile::Access;
+use syncfile_tests::{Outcome, Suite};
 
 const CYCLES: usize = 10_000;
 

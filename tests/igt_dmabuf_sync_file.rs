@@ -8,15 +8,13 @@
 //! "Busy" is observed two ways, as IGT does: `poll(2)` on the dma-buf with
 //! a zero timeout, and whether a freshly exported sync_file has signalled.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{Outcome, Suite};
 use libtest_mimic::Failed;
 use syncfile::sources::vgem::Vgem;
 use syncfile::sources::{FencedBuffer, Source};
 use syncfile::{Access, DmaBuf, SyncFile};
+use syncfile_tests::{Outcome, Suite};
 
 /// Fences IGT's import-multiple tests import for reading.
 const READERS: usize = 32;

@@ -7,12 +7,9 @@
 //! the moment the test signalled the fence as the oracle; and what the
 //! plane shows read back through vkms's writeback connector.
 
-mod common;
-
 use std::os::fd::{AsFd, AsRawFd};
 use std::time::Duration;
 
-use common::{Outcome, Suite};
 use libtest_mimic::Failed;
 use rustix::event::{poll, PollFd, PollFlags};
 use syncfile::kms::{
@@ -22,6 +19,7 @@ use syncfile::kms::{
 use syncfile::sources::vgem::{Vgem, VgemFence};
 use syncfile::sources::{FencedBuffer, Source};
 use syncfile::{Access, SyncFile};
+use syncfile_tests::{Outcome, Suite};
 
 type Test = fn() -> Outcome;
 

@@ -11,6 +11,41 @@
 //!
 //! Thin, like the rest of the crate: one method per kernel operation,
 //! objects named by their kernel ids, errors with the kernel's errno.
+//!
+//! # Example
+//!
+//! The cards, their connectors and modes (`examples/outputs.rs`, which also
+//! runs in the project's test guest; on a machine without `/dev/dri/card*`
+//! it says so and stops):
+//!
+#![doc = concat!("```\n", include_str!("../../examples/outputs.rs"), "```")]
+//!
+//! Showing a framebuffer on an [`Output`] (in the guest, `tests/kms.rs`
+//! does this on vkms):
+//!
+//! ```
+//! use syncfile::kms::{AtomicRequest, Card, CommitFlags, Output};
+//!
+//! /// Queues `framebuffer` for the next vblank; the flip event comes back
+//! /// with `frame` once it is on the screen.
+//! fn flip(
+//!     card: &Card,
+//!     output: &Output,
+//!     framebuffer: u32,
+//!     size: (u32, u32),
+//!     frame: u64,
+//! ) -> syncfile::Result<()> {
+//!     let mut request = AtomicRequest::new();
+//!     output.show(&mut request, framebuffer, size)?;
+//!     let flags = CommitFlags {
+//!         event: true,
+//!         nonblocking: true,
+//!         ..CommitFlags::default()
+//!     };
+//!     card.commit(&request, flags, frame)?;
+//!     Ok(())
+//! }
+//! ```
 
 mod atomic;
 mod output;

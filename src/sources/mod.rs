@@ -105,6 +105,20 @@ pub fn in_vm() -> bool {
 
 /// Checks `needs` (each source once per process, remembered) and says what
 /// to do with tests that need them.
+///
+/// ```
+/// use syncfile::sources::{availability, Availability, Source};
+///
+/// match availability(&[Source::Udmabuf]) {
+///     Availability::Ready => {
+///         let buffer = Source::Udmabuf.alloc(4096)?;
+///         assert!(syncfile::is_dma_buf(&buffer)?);
+///     }
+///     Availability::Skip(reasons) => println!("ignored: {}", reasons.join(", ")),
+///     Availability::Fail(reasons) => panic!("the test VM lacks {}", reasons.join(", ")),
+/// }
+/// # Ok::<(), syncfile::Error>(())
+/// ```
 pub fn availability(needs: &[Source]) -> Availability {
     let missing: Vec<String> = needs.iter().filter_map(|s| cached_missing(*s)).collect();
     if missing.is_empty() {

@@ -3,12 +3,14 @@
 //! go through the settings parser, format tables through the feedback; a
 //! file whose name starts with `bad-` must draw a warning or an error.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use wayland_protocols::wp::linux_dmabuf::zv1::client::zwp_linux_dmabuf_feedback_v1::Event;
 
 use crate::platform::wayland::feedback::Feedback;
-use crate::plumbing::settings::Settings;
+use crate::plumbing::settings::lookup::{self, Inputs};
+use crate::plumbing::settings::CONFIG;
 
 fn files(kind: &str) -> Vec<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -31,14 +33,20 @@ fn is_bad(path: &Path) -> bool {
 #[test]
 fn settings_files() {
     for path in files("settings") {
-        let bytes = std::fs::read(&path).unwrap();
-        // The layer reads the file as UTF-8 text; one that is not is
-        // skipped as a whole (`from_process`), so only text reaches here.
-        let text = String::from_utf8_lossy(&bytes);
-        let name = path.display().to_string();
-        let (_, warnings) = Settings::parse([], Some((&name, &text)));
+        // Each file as the one `SYNCFILE_WSI_CONFIG` names, read as the
+        // layer reads it: a file that is not UTF-8 is ignored whole.
+        let env = BTreeMap::from([(CONFIG.to_owned(), path.display().to_string())]);
+        let read = |p: &Path| std::fs::read(p);
+        let (_, warnings) = lookup::load(&Inputs {
+            env: &env,
+            exe: None,
+            config_dir: None,
+            read: &read,
+        });
         if is_bad(&path) {
-            assert!(!warnings.is_empty(), "{name}: no warning");
+            assert!(!warnings.is_empty(), "{}: no warning", path.display());
+        } else {
+            assert!(warnings.is_empty(), "{}: {warnings:?}", path.display());
         }
     }
 }

@@ -1,10 +1,16 @@
-//! The settings parser (`plumbing::settings`): whatever the environment
-//! and the file hold, it gives settings and warnings, never a panic; every
-//! line it cannot use is named in a warning; what it can use, it keeps;
-//! and the environment wins over the file.
+//! The settings parser and lookup (`plumbing::settings`): whatever the
+//! environment and the files hold (text, binary garbage, huge files, files
+//! that cannot be read), they give settings and warnings, never a panic;
+//! every line it cannot use is named in a warning; what it can use, it
+//! keeps; and the environment wins over the files.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::path::Path;
 
 use proptest::prelude::*;
 
+use crate::plumbing::settings::lookup::{self, Inputs, MAX_FILE_LEN};
 use crate::plumbing::settings::{self, Settings, SyncMode};
 
 /// Keys as an environment has them: the layer's, near misses, others.
@@ -20,6 +26,8 @@ fn key() -> impl Strategy<Value = String> {
             settings::HEADLESS_REFRESH,
             settings::HEADLESS_BUFFERS,
             settings::DISPLAY_DEVICE,
+            settings::CONFIG,
+            settings::DISABLE_FOR,
             "SYNCFILE_WSI_VM",
         ])
         .prop_map(str::to_owned),
@@ -49,6 +57,7 @@ fn value() -> impl Strategy<Value = String> {
             "0",
             "1000",
             "1001",
+            "vkcube,steam",
         ])
         .prop_map(str::to_owned),
     ]
@@ -73,7 +82,7 @@ proptest! {
     ) {
         let (s, warnings) = Settings::parse(
             env.iter().map(|(k, v)| (k.as_str(), v.as_str())),
-            Some(("/c/syncfile-wsi.conf", &text)),
+            &[(Path::new("/c/syncfile-wsi.conf"), &text)],
         );
         prop_assert!(s.capture_every >= 1);
         prop_assert!((1..=1000).contains(&s.headless_refresh));
@@ -102,10 +111,54 @@ proptest! {
         let text = format!("{}={}\n{}={every}\n", settings::SYNC, in_file.name(), settings::CAPTURE_EVERY);
         let (s, warnings) = Settings::parse(
             [(settings::SYNC, in_env.name())],
-            Some(("/c/f", &text)),
+            &[(Path::new("/c/f"), &text)],
         );
         prop_assert!(warnings.is_empty(), "{:?}", warnings);
         prop_assert_eq!(s.sync, in_env);
         prop_assert_eq!(s.capture_every, every);
     }
+
+    #[test]
+    fn any_files_give_settings_and_warnings_that_name_them(
+        global in file_bytes(),
+        own in file_bytes(),
+        env in proptest::collection::vec((key(), value()), 0..6),
+    ) {
+        let env: BTreeMap<String, String> = env.into_iter().collect();
+        let dir = Path::new("/c");
+        let read = |path: &Path| {
+            let content = if path == dir.join("syncfile-wsi.conf") { &global } else { &own };
+            content.clone().map_err(io::Error::from)
+        };
+        let (s, warnings) = lookup::load(&Inputs {
+            env: &env,
+            exe: Some("app"),
+            config_dir: Some(dir),
+            read: &read,
+        });
+        prop_assert!(s.capture_every >= 1);
+        for w in &warnings {
+            prop_assert!(
+                w.starts_with("/c/") || w.starts_with("environment:") || env.contains_key(settings::CONFIG),
+                "a warning without its origin: {}", w
+            );
+        }
+    }
+}
+
+/// A settings file's bytes as a reader gives them: text, garbage, a file
+/// too large, or one that cannot be read.
+fn file_bytes() -> impl Strategy<Value = Result<Vec<u8>, io::ErrorKind>> {
+    prop_oneof![
+        file().prop_map(|t| Ok(t.into_bytes())),
+        proptest::collection::vec(any::<u8>(), 0..512).prop_map(Ok),
+        Just(Ok(vec![b'x'; MAX_FILE_LEN + 1])),
+        proptest::sample::select(vec![
+            io::ErrorKind::NotFound,
+            io::ErrorKind::PermissionDenied,
+            io::ErrorKind::IsADirectory,
+            io::ErrorKind::InvalidData,
+        ])
+        .prop_map(Err),
+    ]
 }

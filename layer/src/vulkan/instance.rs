@@ -16,7 +16,7 @@ use super::Next;
 use crate::plumbing::dispatch::KeyMap;
 use crate::plumbing::guard::{fault, try_guard};
 use crate::plumbing::loader::InstanceChain;
-use crate::plumbing::settings::Settings;
+use crate::plumbing::settings::{self, Settings};
 use crate::plumbing::stats::{self, Counter};
 use crate::plumbing::{dispatch, log};
 
@@ -305,6 +305,13 @@ pub unsafe fn create(
     // pointer.
     let key = unsafe { dispatch::key(handle) };
     let (platforms, sync) = (state.settings.platforms, state.settings.sync);
+    // A user who wonders why the layer passes everything through (a
+    // `SYNCFILE_WSI_DISABLE_FOR` in some file, say) finds where it said so.
+    let platforms_from = state
+        .settings
+        .source(settings::PLATFORMS)
+        .map(ToString::to_string)
+        .unwrap_or_default();
     reservation.insert(key, Box::new(state));
     stats::count(Counter::InstancesCreated);
     try_guard("vkCreateInstance", "the instance works", || {
@@ -319,7 +326,7 @@ pub unsafe fn create(
             )
         };
         tracing::info!(
-            "instance created; platforms {platforms}, sync {}{additions}",
+            "instance created; platforms {platforms} ({platforms_from}), sync {}{additions}",
             sync.name()
         );
     });

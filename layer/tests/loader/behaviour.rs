@@ -288,6 +288,47 @@ pub fn platforms_none_passes_through(m: &Machine) -> Outcome {
     Ok(Completion::Completed)
 }
 
+/// Settings of the process's own: the executable's `<exe>.conf` is read
+/// (its log level shows), and `SYNCFILE_WSI_DISABLE_FOR` in the global file
+/// naming this executable passes every device through, whatever the
+/// environment's `SYNCFILE_WSI_PLATFORMS` says; the log names the line.
+pub fn disable_for_passes_this_executable_through(m: &Machine) -> Outcome {
+    if let Some(skip) = needs_vulkan(m) {
+        return skip;
+    }
+    let s = Scratch::new("disable-for")?.with_manifests()?;
+    let exe = std::env::current_exe()?;
+    let exe = exe
+        .file_name()
+        .and_then(|n| n.to_str())
+        .ok_or("the test binary's name is not UTF-8")?;
+    let dir = s.path("config").join("syncfile-wsi");
+    std::fs::create_dir_all(&dir)?;
+    let global = dir.join("syncfile-wsi.conf");
+    std::fs::write(&global, format!("SYNCFILE_WSI_DISABLE_FOR=steam,{exe}\n"))?;
+    std::fs::write(dir.join(format!("{exe}.conf")), "SYNCFILE_WSI_LOG=info\n")?;
+    let mut c = s.child("describe")?;
+    implicit(&s, &mut c, true);
+    c.env("SYNCFILE_WSI_PLATFORMS", "headless");
+    let out = run_ok(&mut c)?;
+    let devices = child_json(&out)?["devices"].as_array().map_or(0, Vec::len) as u64;
+    let log = layer_lines(&out.stderr);
+    let stats = active(&s)?;
+    check(
+        stat(&stats, &["devices", "owned"]) == 0
+            && stat(&stats, &["devices", "passed_through"]) == devices,
+        || format!("{exe} is in SYNCFILE_WSI_DISABLE_FOR, yet: {stats}"),
+    )?;
+    let said = format!("platforms none ({}:1)", global.display());
+    check(log.iter().any(|l| l.contains(&said)), || {
+        format!("no INFO line with '{said}' (is {exe}.conf read?): {log:#?}")
+    })?;
+    check(!log.iter().any(|l| l.contains("WARN")), || {
+        format!("unexpected warnings: {log:#?}")
+    })?;
+    Ok(Completion::Completed)
+}
+
 /// The `lifecycle` scenario with both layers enabled explicitly, this layer
 /// below (nearer the driver) or above the validation layer.
 fn with_validation(m: &Machine, below: bool) -> Outcome {

@@ -49,6 +49,10 @@ const TESTS: &[(&str, Test<Machine>)] = &[
         behaviour::platforms_none_passes_through,
     ),
     (
+        "device::disable_for_passes_this_executable_through",
+        behaviour::disable_for_passes_this_executable_through,
+    ),
+    (
         "validation::layer_below_validation",
         behaviour::below_validation,
     ),

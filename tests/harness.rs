@@ -1,9 +1,8 @@
-//! The harness every integration test binary shares: trials that need a
-//! dma-buf source are run, reported ignored (with the reason) where the
-//! source is missing, or failed where it is missing in the VM.
-
-// Every test binary compiles this module and uses what it needs of it.
-#![allow(dead_code)]
+//! `syncfile`'s integration tests, a package of their own so that none of
+//! them is part of the published crate. This library is the harness every
+//! test binary shares: trials that need a dma-buf source are run, reported
+//! ignored (with the reason) where the source is missing, or failed where
+//! it is missing in the VM.
 
 use std::collections::BTreeSet;
 
@@ -20,7 +19,14 @@ pub struct Suite {
     missing: BTreeSet<String>,
 }
 
+impl Default for Suite {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl Suite {
+    /// A suite with no trials yet.
     pub fn new() -> Self {
         Suite {
             trials: Vec::new(),

@@ -1,10 +1,26 @@
 //! The layer's settings: `SYNCFILE_WSI_*` environment variables and the same
-//! keys in `$XDG_CONFIG_HOME/syncfile-wsi/syncfile-wsi.conf`, the environment
-//! winning. Read once per instance. A setting the layer cannot use never
-//! fails anything: it gives one warning that names it and the default used.
+//! `KEY=value` lines in settings files. Read once per instance. A setting
+//! the layer cannot use never fails anything: it gives one warning that
+//! names it and the default used.
+//!
+//! Where a value comes from, the first that has it winning:
+//!
+//! 1. the environment variable;
+//! 2. the files ([`lookup`]): the one `SYNCFILE_WSI_CONFIG` names, and no
+//!    other, if it is set; otherwise the executable's own
+//!    `$XDG_CONFIG_HOME/syncfile-wsi/<exe>.conf`, then the global
+//!    `$XDG_CONFIG_HOME/syncfile-wsi/syncfile-wsi.conf`; within a file, the
+//!    last line with the key;
+//! 3. the default.
+//!
+//! Then `SYNCFILE_WSI_DISABLE_FOR`, wherever it came from, turns the layer
+//! into pure pass-through (`SYNCFILE_WSI_PLATFORMS=none`) for the
+//! executables it names, whatever `SYNCFILE_WSI_PLATFORMS` says. Every
+//! value remembers its [`Source`] ([`Settings::sources`]); a value that
+//! was bad is the default's.
 
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use tracing_subscriber::EnvFilter;
 
@@ -30,7 +46,15 @@ pub const HEADLESS_BUFFERS: &str = "SYNCFILE_WSI_HEADLESS_BUFFERS";
 /// for every card it drives (default: every card with connectors).
 pub const DISPLAY_DEVICE: &str = "SYNCFILE_WSI_DISPLAY_DEVICE";
 
-const KEYS: [&str; 9] = [
+/// A file that replaces the lookup of settings files ([`lookup`]); only
+/// the environment can name it.
+pub const CONFIG: &str = "SYNCFILE_WSI_CONFIG";
+/// Executables' base names, comma-separated, for which the layer passes
+/// everything through (as with `SYNCFILE_WSI_PLATFORMS=none`).
+pub const DISABLE_FOR: &str = "SYNCFILE_WSI_DISABLE_FOR";
+
+/// Every setting, in the README's order (which [`Settings::sources`] keeps).
+pub const KEYS: [&str; 11] = [
     LOG,
     PLATFORMS,
     SYNC,
@@ -40,6 +64,8 @@ const KEYS: [&str; 9] = [
     HEADLESS_REFRESH,
     HEADLESS_BUFFERS,
     DISPLAY_DEVICE,
+    CONFIG,
+    DISABLE_FOR,
 ];
 
 /// Variables of the project that share the prefix but are not settings: the
@@ -58,6 +84,34 @@ pub const DEFAULT_HEADLESS_REFRESH: u32 = 60;
 /// Refresh rates beyond this are not displays any more; below 1 Hz nothing
 /// would ever be shown in FIFO mode.
 const MAX_HEADLESS_REFRESH: u32 = 1000;
+/// Warnings quote at most this many characters of a value or line, so
+/// that a huge line in a file gives a readable warning.
+const MAX_QUOTED: usize = 80;
+
+pub mod lookup;
+#[cfg(test)]
+mod tests;
+
+/// Where the value of a setting in force came from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Source {
+    /// The layer's default: nothing set it, or what set it was bad.
+    Default,
+    /// The environment variable of the setting's name.
+    Environment,
+    /// A settings file, at this line (from 1).
+    File { path: PathBuf, line: usize },
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Source::Default => f.write_str("default"),
+            Source::Environment => f.write_str("environment"),
+            Source::File { path, line } => write!(f, "{}:{line}", path.display()),
+        }
+    }
+}
 
 /// A kind of surface the layer may own.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -183,6 +237,10 @@ pub enum StatsSink {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Settings {
+    /// The file `SYNCFILE_WSI_CONFIG` names, which replaced the lookup.
+    pub config: Option<PathBuf>,
+    /// The executables the layer passes through for (base names).
+    pub disable_for: Vec<String>,
     /// A `tracing` filter directive, already checked to parse.
     pub log: String,
     pub platforms: Platforms,
@@ -198,6 +256,8 @@ pub struct Settings {
     /// The KMS devices the display platform uses, if named: a node's path
     /// or a driver's name.
     pub display_device: Option<String>,
+    /// Where each value came from, by the index of its key in [`KEYS`].
+    sources: [Source; KEYS.len()],
 }
 
 impl Default for Settings {
@@ -212,75 +272,71 @@ impl Default for Settings {
             headless_refresh: DEFAULT_HEADLESS_REFRESH,
             headless_buffers: Buffers::Driver,
             display_device: None,
+            config: None,
+            disable_for: Vec::new(),
+            sources: std::array::from_fn(|_| Source::Default),
         }
     }
 }
 
-/// Where the configuration file is, by the XDG base-directory rules.
-pub fn config_path(xdg_config_home: Option<&str>, home: Option<&str>) -> Option<PathBuf> {
-    let base = match (xdg_config_home, home) {
-        (Some(x), _) if x.starts_with('/') => PathBuf::from(x),
-        (_, Some(h)) if !h.is_empty() => PathBuf::from(h).join(".config"),
-        _ => return None,
-    };
-    Some(base.join("syncfile-wsi").join("syncfile-wsi.conf"))
-}
-
 impl Settings {
-    /// Reads the settings from the process environment and the config file.
-    pub fn from_process() -> (Self, Vec<String>) {
-        let path = config_path(
-            std::env::var("XDG_CONFIG_HOME").ok().as_deref(),
-            std::env::var("HOME").ok().as_deref(),
-        );
-        let file = path.as_ref().and_then(|p| {
-            std::fs::read_to_string(p)
-                .ok()
-                .map(|text| (p.display().to_string(), text))
-        });
-        let env: Vec<(String, String)> = std::env::vars_os()
-            .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
-            .filter(|(k, _)| k.starts_with(PREFIX))
-            .collect();
-        Self::parse(
-            env.iter().map(|(k, v)| (k.as_str(), v.as_str())),
-            file.as_ref().map(|(p, t)| (p.as_str(), t.as_str())),
-        )
+    /// Where the value of `key` (one of [`KEYS`]) came from.
+    pub fn source(&self, key: &str) -> Option<&Source> {
+        Some(&self.sources[key_index(key)?])
+    }
+
+    /// Every setting's name with where its value came from, in [`KEYS`]'
+    /// order: what a report of the settings in force prints beside them.
+    pub fn sources(&self) -> impl Iterator<Item = (&'static str, &Source)> {
+        KEYS.into_iter().zip(&self.sources)
     }
 
     /// The settings from `env` (the `SYNCFILE_WSI_*` variables) and the
-    /// config file's `(path, text)`, and a warning for each entry not used.
+    /// files' `(path, text)`, the one that wins last, and a warning for
+    /// each entry not used.
     pub fn parse<'a>(
         env: impl IntoIterator<Item = (&'a str, &'a str)>,
-        file: Option<(&str, &str)>,
+        files: &[(&Path, &str)],
     ) -> (Self, Vec<String>) {
         let mut warnings = Vec::new();
-        // Later entries win: the file first, then the environment.
-        let mut entries: Vec<(String, String, String)> = Vec::new();
-        if let Some((path, text)) = file {
+        // Later entries win: the files first, then the environment.
+        let mut entries: Vec<(String, String, Source)> = Vec::new();
+        for (path, text) in files {
             for (n, line) in text.lines().enumerate() {
                 let line = line.trim();
                 if line.is_empty() || line.starts_with('#') {
                     continue;
                 }
-                let origin = format!("{path}:{}", n + 1);
+                let origin = Source::File {
+                    path: path.to_path_buf(),
+                    line: n + 1,
+                };
                 match line.split_once('=') {
+                    Some((k, _)) if k.trim() == CONFIG => warnings.push(format!(
+                        "{origin}: ignoring {CONFIG}: only the environment can name a settings file"
+                    )),
                     Some((k, v)) => entries.push((k.trim().to_owned(), unquote(v.trim()), origin)),
-                    None => warnings.push(format!("{origin}: ignoring '{line}': not KEY=VALUE")),
+                    None => warnings.push(format!(
+                        "{origin}: ignoring '{}': not KEY=VALUE",
+                        quoted(line)
+                    )),
                 }
             }
         }
         for (k, v) in env {
             if k.starts_with(PREFIX) && !NOT_SETTINGS.contains(&k) {
-                entries.push((k.to_owned(), v.to_owned(), "environment".to_owned()));
+                entries.push((k.to_owned(), v.to_owned(), Source::Environment));
             }
         }
 
         let mut s = Settings::default();
         for (key, value, origin) in &entries {
+            let mut used = true;
             let mut bad = |default: &str| {
+                used = false;
                 warnings.push(format!(
-                    "{origin}: bad value '{value}' for {key}; using the default {default}"
+                    "{origin}: bad value '{}' for {key}; using the default {default}",
+                    quoted(value)
                 ));
             };
             match key.as_str() {
@@ -336,13 +392,57 @@ impl Settings {
                     }
                 },
                 DISPLAY_DEVICE => s.display_device = (!value.is_empty()).then(|| value.clone()),
-                _ => warnings.push(format!(
-                    "{origin}: unknown setting {key}; known ones are {}",
-                    KEYS.join(", ")
-                )),
+                CONFIG => s.config = (!value.is_empty()).then(|| PathBuf::from(value)),
+                DISABLE_FOR => {
+                    s.disable_for = value
+                        .split(',')
+                        .map(str::trim)
+                        .filter(|name| !name.is_empty())
+                        .map(str::to_owned)
+                        .collect()
+                }
+                _ => {
+                    used = false;
+                    warnings.push(format!(
+                        "{origin}: unknown setting {}; known ones are {}",
+                        quoted(key),
+                        KEYS.join(", ")
+                    ))
+                }
+            }
+            if let Some(index) = key_index(key) {
+                s.sources[index] = if used {
+                    origin.clone()
+                } else {
+                    Source::Default
+                };
             }
         }
         (s, warnings)
+    }
+
+    /// Pass-through for an executable `SYNCFILE_WSI_DISABLE_FOR` names:
+    /// no platform, and the platforms' source is the list's.
+    fn disable_for_exe(&mut self, exe: Option<&str>) {
+        if exe.is_some_and(|exe| self.disable_for.iter().any(|name| name == exe)) {
+            self.platforms = Platforms::NONE;
+            if let (Some(list), Some(platforms)) = (key_index(DISABLE_FOR), key_index(PLATFORMS)) {
+                self.sources[platforms] = self.sources[list].clone();
+            }
+        }
+    }
+}
+
+/// Where `key`'s source is kept, if it is a setting.
+fn key_index(key: &str) -> Option<usize> {
+    KEYS.iter().position(|&k| k == key)
+}
+
+/// At most [`MAX_QUOTED`] characters of `text`, for a warning.
+fn quoted(text: &str) -> String {
+    match text.char_indices().nth(MAX_QUOTED) {
+        Some((end, _)) => format!("{}...", &text[..end]),
+        None => text.to_owned(),
     }
 }
 
@@ -370,151 +470,4 @@ fn parse_platforms(value: &str) -> Option<Platforms> {
             Some(acc.with(Platform::parse(w)?))
         })
         .filter(|p| !p.is_empty())
-}
-
-#[cfg(test)]
-mod tests {
-
-    #[test]
-    fn the_display_device_is_a_node_or_a_driver() {
-        let (s, w) = Settings::parse([(DISPLAY_DEVICE, "vkms")], None);
-        assert_eq!((s.display_device.as_deref(), w.len()), (Some("vkms"), 0));
-        let (s, _) = Settings::parse([(DISPLAY_DEVICE, "/dev/dri/card2")], None);
-        assert_eq!(s.display_device.as_deref(), Some("/dev/dri/card2"));
-        let (s, _) = Settings::parse([(DISPLAY_DEVICE, "")], None);
-        assert_eq!(s.display_device, None);
-    }
-    use super::*;
-
-    fn env(pairs: &[(&'static str, &'static str)]) -> (Settings, Vec<String>) {
-        Settings::parse(pairs.iter().copied(), None)
-    }
-
-    #[test]
-    fn defaults() {
-        let (s, w) = env(&[]);
-        assert_eq!(s, Settings::default());
-        assert!(w.is_empty());
-        assert_eq!(s.platforms.to_string(), "headless,wayland,x11,display");
-    }
-
-    #[test]
-    fn good_values() {
-        let (s, w) = env(&[
-            (LOG, "syncfile_wsi=debug,warn"),
-            (PLATFORMS, "headless, wayland"),
-            (SYNC, "cpu"),
-            (STATS, "/tmp/stats.json"),
-        ]);
-        assert!(w.is_empty(), "{w:?}");
-        assert_eq!(s.log, "syncfile_wsi=debug,warn");
-        assert!(s.platforms.contains(Platform::Headless));
-        assert!(s.platforms.contains(Platform::Wayland));
-        assert!(!s.platforms.contains(Platform::X11));
-        assert_eq!(s.sync, SyncMode::Cpu);
-        assert_eq!(s.stats, Some(StatsSink::File("/tmp/stats.json".into())));
-        assert_eq!(env(&[(STATS, "stderr")]).0.stats, Some(StatsSink::Stderr));
-        assert_eq!(env(&[(STATS, "")]).0.stats, None);
-    }
-
-    #[test]
-    fn capture_and_refresh() {
-        let (s, w) = env(&[
-            (CAPTURE, "/tmp/frames"),
-            (CAPTURE_EVERY, "10"),
-            (HEADLESS_REFRESH, "144"),
-        ]);
-        assert!(w.is_empty(), "{w:?}");
-        assert_eq!(s.capture, Some(PathBuf::from("/tmp/frames")));
-        assert_eq!(s.capture_every, 10);
-        assert_eq!(s.headless_refresh, 144);
-        let (s, w) = env(&[
-            (CAPTURE, ""),
-            (CAPTURE_EVERY, "0"),
-            (HEADLESS_REFRESH, "1001"),
-        ]);
-        assert_eq!(s, Settings::default());
-        assert_eq!(w.len(), 2, "{w:?}");
-        assert!(w[0].contains(CAPTURE_EVERY) && w[0].contains("default 1"));
-        assert!(w[1].contains(HEADLESS_REFRESH) && w[1].contains("default 60"));
-    }
-
-    #[test]
-    fn headless_buffers() {
-        assert_eq!(Settings::default().headless_buffers, Buffers::Driver);
-        let (s, w) = env(&[(HEADLESS_BUFFERS, "consumer")]);
-        assert!(w.is_empty() && s.headless_buffers == Buffers::Consumer);
-        let (s, w) = env(&[(HEADLESS_BUFFERS, "gpu")]);
-        assert_eq!(s.headless_buffers, Buffers::Driver);
-        assert!(
-            w[0].contains(HEADLESS_BUFFERS) && w[0].contains("default driver"),
-            "{w:?}"
-        );
-    }
-
-    #[test]
-    fn none_means_pass_through() {
-        let (s, w) = env(&[(PLATFORMS, "none")]);
-        assert!(w.is_empty());
-        assert!(s.platforms.is_empty());
-        assert_eq!(s.platforms.to_string(), "none");
-    }
-
-    #[test]
-    fn bad_values_warn_once_with_the_default() {
-        let (s, w) = env(&[
-            (PLATFORMS, "headless,mars"),
-            (SYNC, "sometimes"),
-            (LOG, "[[["),
-        ]);
-        assert_eq!(s, Settings::default());
-        assert_eq!(w.len(), 3, "{w:?}");
-        assert!(w[0].contains(PLATFORMS) && w[0].contains("headless,wayland,x11,display"));
-        assert!(w[1].contains(SYNC) && w[1].contains("'sometimes'") && w[1].contains("auto"));
-        assert!(w[2].contains(LOG) && w[2].contains(DEFAULT_LOG));
-        assert!(env(&[(PLATFORMS, "")]).1[0].contains(PLATFORMS));
-    }
-
-    #[test]
-    fn unknown_keys_warn_but_project_variables_do_not() {
-        let (s, w) = env(&[
-            ("SYNCFILE_WSI_PLATFORM", "none"),
-            ("SYNCFILE_WSI_VM", "1"),
-            ("SYNCFILE_WSI_FAULT", "x"),
-        ]);
-        assert_eq!(s, Settings::default());
-        assert_eq!(w.len(), 1, "{w:?}");
-        assert!(w[0].contains("SYNCFILE_WSI_PLATFORM;"), "{w:?}");
-    }
-
-    #[test]
-    fn file_is_read_and_environment_wins() {
-        let text =
-            "# comment\n\nSYNCFILE_WSI_SYNC = implicit\nSYNCFILE_WSI_PLATFORMS=\"wayland\"\n\
-                    SYNCFILE_WSI_STATS=stderr\nSYNCFILE_WSI_COLOUR=red\nnonsense\n";
-        let (s, w) = Settings::parse([(SYNC, "explicit")], Some(("/c/syncfile-wsi.conf", text)));
-        assert_eq!(s.sync, SyncMode::Explicit);
-        assert_eq!(s.platforms.to_string(), "wayland");
-        assert_eq!(s.stats, Some(StatsSink::Stderr));
-        assert_eq!(w.len(), 2, "{w:?}");
-        assert!(w
-            .iter()
-            .any(|w| w.starts_with("/c/syncfile-wsi.conf:7") && w.contains("nonsense")));
-        assert!(w
-            .iter()
-            .any(|w| w.starts_with("/c/syncfile-wsi.conf:6") && w.contains("COLOUR")));
-    }
-
-    #[test]
-    fn config_path_follows_xdg() {
-        assert_eq!(
-            config_path(Some("/x"), Some("/h")),
-            Some(PathBuf::from("/x/syncfile-wsi/syncfile-wsi.conf"))
-        );
-        assert_eq!(
-            config_path(Some("relative"), Some("/h")),
-            Some(PathBuf::from("/h/.config/syncfile-wsi/syncfile-wsi.conf"))
-        );
-        assert_eq!(config_path(None, None), None);
-    }
 }
