@@ -17,6 +17,9 @@ pub enum Verdict {
     Owns {
         path: &'static str,
         fallback: Option<&'static str>,
+        /// The render's sync_file also goes with each frame (Wayland's
+        /// explicit-sync protocol).
+        explicit: bool,
     },
     PassThrough(String),
 }
@@ -82,6 +85,7 @@ pub fn verdict(
     Verdict::Owns {
         path: kind.name(),
         fallback: fallback.map(doctor::Fallback::name),
+        explicit: carries,
     }
 }
 
@@ -98,17 +102,28 @@ pub fn check(
     for p in Platform::ALL {
         let v = verdict(p, settings, kernel, devices, reach);
         match &v {
-            Verdict::Owns { path, fallback } => {
+            Verdict::Owns {
+                path,
+                fallback,
+                explicit,
+            } => {
                 any = true;
                 let fb = fallback.map_or("no fallback".to_owned(), |f| format!("fallback {f}"));
                 rows.push(row(
                     p.name(),
                     Mark::Yes,
-                    format!("owned: sync {path}, {fb}"),
+                    format!(
+                        "owned: sync {path}{}, {fb}",
+                        if *explicit {
+                            " + explicit-sync acquire fences"
+                        } else {
+                            ""
+                        }
+                    ),
                 ));
                 json.insert(
                     p.name().into(),
-                    json!({ "owns": true, "sync": path, "fallback": fallback }),
+                    json!({ "owns": true, "sync": path, "fallback": fallback, "explicit_sync": explicit }),
                 );
             }
             Verdict::PassThrough(why) => {
