@@ -14,8 +14,9 @@
 #[path = "common/seccomp.rs"]
 mod seccomp;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Output};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use libtest_mimic::{Arguments, Completion, Failed, Trial};
 use serde_json::Value;
@@ -55,6 +56,11 @@ fn check(ok: bool, what: impl FnOnce() -> String) -> Result<(), Failed> {
 fn command(args: &[&str]) -> Command {
     let mut c = Command::new(BINARY);
     c.args(args);
+    clean(&mut c);
+    c
+}
+
+fn clean(c: &mut Command) {
     for (k, _) in std::env::vars_os() {
         let k = k.to_string_lossy().into_owned();
         if (k.starts_with("SYNCFILE_WSI_") && k != VM_ENV)
@@ -66,7 +72,6 @@ fn command(args: &[&str]) -> Command {
             c.env_remove(&k);
         }
     }
-    c
 }
 
 fn output(c: &mut Command) -> Result<Output, Failed> {
@@ -92,7 +97,13 @@ struct Weston(String);
 
 impl Weston {
     fn start() -> Result<Weston, Failed> {
-        let socket = format!("wayland-sfw-doctor-{}", std::process::id());
+        // Tests run in parallel: a socket (and weston) each.
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let socket = format!(
+            "wayland-sfw-doctor-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        );
         let out = Command::new(repo().join("scripts/vm/weston"))
             .arg("start")
             .env("SYNCFILE_WSI_WESTON_SOCKET", &socket)
@@ -191,6 +202,29 @@ fn without_weston_wayland_is_the_drivers() -> Outcome {
     Ok(Completion::Completed)
 }
 
+/// Xorg on vkms offers DRI3 1.2 and Present 1.2 (glamor on llvmpipe).
+fn with_xorg_the_layer_owns_x11() -> Outcome {
+    if let Some(skip) = guest_only() {
+        return skip;
+    }
+    let mut xorg = Command::new(repo().join("scripts/vm/xorg"));
+    xorg.args(["run", "--", BINARY, "doctor", "--json"]);
+    clean(&mut xorg);
+    let (v, status) = doctor(&mut xorg)?;
+    let x = &v["window systems"]["x11"];
+    check(
+        x["dri3"] == "1.2" && x["present"].as_str() >= Some("1.2"),
+        || format!("{x:#}"),
+    )?;
+    let verdict = &v["verdict"]["x11"];
+    check(
+        verdict["owns"] == true && verdict["sync"] == "sync_file",
+        || format!("{verdict:#}"),
+    )?;
+    check(status == Some(0), || format!("exit status {status:?}"))?;
+    Ok(Completion::Completed)
+}
+
 /// Both ioctls gone: lavapipe then offers no SYNC_FD semaphores, so the
 /// layer leaves every surface to the driver (README's fault table), and the
 /// doctor says the layer cannot work here.
@@ -254,6 +288,95 @@ fn without_the_import_the_fallbacks_are_named() -> Outcome {
         || format!("{w:#}"),
     )?;
     check(status == Some(0), || format!("exit status {status:?}"))?;
+    Ok(Completion::Completed)
+}
+
+/// The test layer below (`test-layers/hide-sync-fd`), built beside the
+/// binary, in a manifest of its own in `dir`.
+fn hide_sync_fd(dir: &Path) -> Result<(), Failed> {
+    let lib = Path::new(BINARY).with_file_name("libVkLayer_syncfile_test_hide_sync_fd.so");
+    check(lib.is_file(), || {
+        format!(
+            "{} is missing: cargo build --workspace builds it",
+            lib.display()
+        )
+    })?;
+    std::fs::create_dir_all(dir)?;
+    let manifest = serde_json::json!({
+        "file_format_version": "1.2.0",
+        "layer": {
+            "name": HIDE_SYNC_FD,
+            "type": "GLOBAL",
+            "library_path": lib,
+            "api_version": "1.3.0",
+            "implementation_version": "1",
+            "description": "syncfile-wsi tests: the driver without SYNC_FD semaphore export",
+        }
+    });
+    std::fs::write(dir.join("hide_sync_fd.json"), manifest.to_string())?;
+    Ok(())
+}
+
+const HIDE_SYNC_FD: &str = "VK_LAYER_SYNCFILE_TEST_hide_sync_fd";
+
+/// The doctor with the test layer between it and lavapipe, `hide_dma_buf`
+/// taking dma-buf export away too.
+fn doctor_over_hidden_driver(hide_dma_buf: bool) -> Result<(Value, Option<i32>), Failed> {
+    let dir = std::env::temp_dir().join(format!("syncfile-wsi-doctor-hide-{}", std::process::id()));
+    hide_sync_fd(&dir)?;
+    let mut c = command(&["doctor", "--json"]);
+    c.env("VK_ADD_LAYER_PATH", &dir)
+        .env("VK_INSTANCE_LAYERS", HIDE_SYNC_FD);
+    if hide_dma_buf {
+        c.env("SYNCFILE_TEST_HIDE_DMA_BUF", "1");
+    }
+    let found = doctor(&mut c);
+    let _ = std::fs::remove_dir_all(&dir);
+    found
+}
+
+/// A driver without SYNC_FD semaphore export: the layer still owns
+/// headless surfaces, on the present-thread fallback.
+fn without_semaphore_export_the_present_thread_waits() -> Outcome {
+    if let Some(skip) = guest_only() {
+        return skip;
+    }
+    let (v, status) = doctor_over_hidden_driver(false)?;
+    let d = &v["vulkan"][0];
+    check(
+        d["sync_fd_semaphore"]["export"] == false && d["sync_fd_semaphore"]["import"] == true,
+        || format!("{d:#}"),
+    )?;
+    let h = &v["verdict"]["headless"];
+    check(
+        h["owns"] == true && h["fallback"] == "no_semaphore_export" && h["sync"] == "cpu",
+        || format!("{h:#}"),
+    )?;
+    check(status == Some(0), || format!("exit status {status:?}"))?;
+    Ok(Completion::Completed)
+}
+
+/// A driver that cannot export memory as a dma-buf: the layer owns
+/// nothing, says why, and the doctor fails.
+fn without_dma_buf_export_nothing_is_owned() -> Outcome {
+    if let Some(skip) = guest_only() {
+        return skip;
+    }
+    let (v, status) = doctor_over_hidden_driver(true)?;
+    let d = &v["vulkan"][0];
+    check(
+        d["dma_buf_export"] == false && d["layer"]["owns"] == false,
+        || format!("{d:#}"),
+    )?;
+    let h = &v["verdict"]["headless"];
+    check(
+        h["owns"] == false
+            && h["reason"]
+                .as_str()
+                .is_some_and(|r| r.contains("VK_EXT_external_memory_dma_buf")),
+        || format!("{h:#}"),
+    )?;
+    check(status == Some(1), || format!("exit status {status:?}"))?;
     Ok(Completion::Completed)
 }
 
@@ -323,12 +446,24 @@ const TESTS: &[(&str, Test)] = &[
         without_weston_wayland_is_the_drivers,
     ),
     (
+        "doctor::with_xorg_the_layer_owns_x11",
+        with_xorg_the_layer_owns_x11,
+    ),
+    (
         "doctor::without_the_ioctls_everything_passes_through",
         without_the_ioctls_everything_passes_through,
     ),
     (
         "doctor::without_the_import_the_fallbacks_are_named",
         without_the_import_the_fallbacks_are_named,
+    ),
+    (
+        "doctor::without_semaphore_export_the_present_thread_waits",
+        without_semaphore_export_the_present_thread_waits,
+    ),
+    (
+        "doctor::without_dma_buf_export_nothing_is_owned",
+        without_dma_buf_export_nothing_is_owned,
     ),
     (
         "run::puts_vkmark_through_the_layer",
