@@ -73,6 +73,15 @@ fn sync_fd_fence(i: &ash::Instance, pd: vk::PhysicalDevice) -> vk::ExternalFence
     props.external_fence_features
 }
 
+fn version_text(v: u32) -> String {
+    format!(
+        "{}.{}.{}",
+        vk::api_version_major(v),
+        vk::api_version_minor(v),
+        vk::api_version_patch(v)
+    )
+}
+
 fn export_import(export: bool, import: bool) -> String {
     match (export, import) {
         (true, true) => "export and import".into(),
@@ -122,11 +131,9 @@ fn describe(
             key("device"),
             Mark::Info,
             format!(
-                "{name} ({:?}, Vulkan {}.{}.{})",
+                "{name} ({:?}, Vulkan {})",
                 props.device_type,
-                vk::api_version_major(props.api_version),
-                vk::api_version_minor(props.api_version),
-                vk::api_version_patch(props.api_version)
+                version_text(props.api_version)
             ),
         ),
         row(
@@ -177,7 +184,7 @@ fn describe(
     ];
     let json = json!({
         "name": name,
-        "api_version": format!("{}.{}.{}", vk::api_version_major(props.api_version), vk::api_version_minor(props.api_version), vk::api_version_patch(props.api_version)),
+        "api_version": version_text(props.api_version),
         "dma_buf_export": dma_buf,
         "drm_format_modifiers": modifiers,
         "sync_fd_semaphore": { "export": sem_export, "import": sem_import },
