@@ -13,7 +13,9 @@
 //! * `wsi`: surfaces and their queries, the platform-independent
 //!   swapchain, the sync bridge and the platform interface;
 //! * `platform`: one module per window system;
-//! * `entry`: every command the layer intercepts.
+//! * `entry`: every command the layer intercepts;
+//! * `doctor`: the settings, probes and rules `syncfile-wsi doctor`
+//!   reports, used by nothing in the layer.
 //!
 //! The library exports only the loader interface (`entry`); the rest is
 //! reached through the function pointers it hands out. The sync bridge and
@@ -22,6 +24,8 @@
 // Layer libraries are named VkLayer_*, by the loader's convention.
 #![allow(non_snake_case)]
 
+#[doc(hidden)]
+pub mod doctor;
 #[macro_use]
 mod entry;
 mod platform;

@@ -278,7 +278,7 @@ impl Fallback {
         Fallback::ForcedCpu,
     ];
 
-    fn name(self) -> &'static str {
+    pub fn name(self) -> &'static str {
         match self {
             Fallback::NoSemaphoreExport => "no_semaphore_export",
             Fallback::NoKernelIoctls => "no_kernel_ioctls",
@@ -286,7 +286,7 @@ impl Fallback {
         }
     }
 
-    fn describe(self) -> &'static str {
+    pub fn describe(self) -> &'static str {
         match self {
             Fallback::NoSemaphoreExport => {
                 "the driver cannot export a semaphore as a sync_file: presents wait for rendering in a present thread"

@@ -8,6 +8,10 @@
 //!   `compatibleHandleTypes` (import stays: the acquire side needs it).
 //! * `vkGetSemaphoreFdKHR` with SYNC_FD is refused, as the driver now
 //!   says it would be.
+//! * With `SYNCFILE_TEST_HIDE_DMA_BUF=1`, `vkEnumerateDeviceExtensionProperties`
+//!   also leaves out `VK_EXT_external_memory_dma_buf`: a driver that cannot
+//!   export memory as a dma-buf, which `syncfile-wsi doctor`'s tests need
+//!   and no driver they can run is.
 //!
 //! It is the oracle below the layer under test: at `vkDestroyDevice` it
 //! writes to stderr how many property queries it answered, how many
@@ -37,6 +41,7 @@ struct Next {
     instances: Vec<(vk::Instance, vk::PFN_vkGetInstanceProcAddr)>,
     devices: Vec<(vk::Device, vk::PFN_vkGetDeviceProcAddr)>,
     semaphore_properties: Option<vk::PFN_vkGetPhysicalDeviceExternalSemaphoreProperties>,
+    device_extensions: Option<vk::PFN_vkEnumerateDeviceExtensionProperties>,
     semaphore_fd: Option<vk::PFN_vkGetSemaphoreFdKHR>,
     create_semaphore: Option<vk::PFN_vkCreateSemaphore>,
 }
@@ -45,6 +50,7 @@ static NEXT: Mutex<Next> = Mutex::new(Next {
     instances: Vec::new(),
     devices: Vec::new(),
     semaphore_properties: None,
+    device_extensions: None,
     semaphore_fd: None,
     create_semaphore: None,
 });
@@ -70,6 +76,7 @@ fn ours(name: &CStr) -> vk::PFN_vkVoidFunction {
             semaphore_properties as *const c_void
         }
         b"vkGetSemaphoreFdKHR" => get_semaphore_fd as *const c_void,
+        b"vkEnumerateDeviceExtensionProperties" => device_extensions as *const c_void,
         b"vkCreateSemaphore" => create_semaphore as *const c_void,
         _ => return None,
     };
@@ -175,6 +182,17 @@ unsafe extern "system" fn create_instance(
                 })
             };
         }
+    }
+    if n.device_extensions.is_none() {
+        // SAFETY: as above.
+        n.device_extensions = unsafe {
+            gipa(made, c"vkEnumerateDeviceExtensionProperties".as_ptr()).map(|f| {
+                std::mem::transmute::<
+                    unsafe extern "system" fn(),
+                    vk::PFN_vkEnumerateDeviceExtensionProperties,
+                >(f)
+            })
+        };
     }
     vk::Result::SUCCESS
 }
@@ -315,4 +333,53 @@ unsafe extern "system" fn create_semaphore(
     };
     // SAFETY: the caller's arguments, passed on.
     unsafe { below(device, info, allocator, semaphore) }
+}
+
+/// The driver's device extensions, without `VK_EXT_external_memory_dma_buf`
+/// when `SYNCFILE_TEST_HIDE_DMA_BUF=1`.
+unsafe extern "system" fn device_extensions(
+    physical_device: vk::PhysicalDevice,
+    layer_name: *const c_char,
+    count: *mut u32,
+    properties: *mut vk::ExtensionProperties,
+) -> vk::Result {
+    let Some(below) = next().device_extensions else {
+        return vk::Result::ERROR_INITIALIZATION_FAILED;
+    };
+    let hide = std::env::var("SYNCFILE_TEST_HIDE_DMA_BUF").is_ok_and(|v| v == "1");
+    if !hide || !layer_name.is_null() {
+        // SAFETY: the caller's arguments, passed on.
+        return unsafe { below(physical_device, layer_name, count, properties) };
+    }
+    let mut n = 0;
+    // SAFETY: a count query of the driver's extensions.
+    let r = unsafe { below(physical_device, layer_name, &mut n, std::ptr::null_mut()) };
+    if r != vk::Result::SUCCESS {
+        return r;
+    }
+    let mut all = vec![vk::ExtensionProperties::default(); n as usize];
+    // SAFETY: room for the `n` extensions just counted.
+    let r = unsafe { below(physical_device, layer_name, &mut n, all.as_mut_ptr()) };
+    if r != vk::Result::SUCCESS {
+        return r;
+    }
+    all.truncate(n as usize);
+    all.retain(|e| e.extension_name_as_c_str() != Ok(ash::ext::external_memory_dma_buf::NAME));
+    // SAFETY: the caller's count, valid for this call.
+    let Some(count) = (unsafe { count.as_mut() }) else {
+        return vk::Result::ERROR_INITIALIZATION_FAILED;
+    };
+    if properties.is_null() {
+        *count = all.len() as u32;
+        return vk::Result::SUCCESS;
+    }
+    let fits = (*count as usize).min(all.len());
+    // SAFETY: the caller's array has room for `*count` entries.
+    unsafe { std::ptr::copy_nonoverlapping(all.as_ptr(), properties, fits) };
+    *count = fits as u32;
+    if fits < all.len() {
+        vk::Result::INCOMPLETE
+    } else {
+        vk::Result::SUCCESS
+    }
 }

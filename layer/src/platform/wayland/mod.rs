@@ -150,7 +150,7 @@ unsafe impl Send for WaylandSurface {}
 unsafe impl Sync for WaylandSurface {}
 
 /// Whether a swapchain on this surface uses the explicit-sync protocol.
-fn explicit(offer: &Offer, sync: SyncMode) -> bool {
+pub fn explicit(offer: &Offer, sync: SyncMode) -> bool {
     match sync {
         SyncMode::Auto | SyncMode::Explicit => offer.explicit_sync,
         // The CPU fallback hands over finished renders only; implicit is
@@ -282,6 +282,12 @@ impl PlatformSurface for WaylandSurface {
     }
 }
 
+/// Whether the layer can present to a compositor that offers `offer`: it
+/// takes dma-bufs (`zwp_linux_dmabuf_v1` v3+) in some format.
+pub fn serves(offer: &Offer) -> bool {
+    offer.dmabuf_version != 0 && !offer.formats.is_empty()
+}
+
 /// What the compositor behind `display` offers, if the layer can serve a
 /// surface there (`vkCreateWaylandSurfaceKHR`).
 pub fn probe(display: *mut c_void, wl_surface: *mut c_void) -> Option<Arc<dyn PlatformSurface>> {
@@ -303,7 +309,7 @@ pub fn probe(display: *mut c_void, wl_surface: *mut c_void) -> Option<Arc<dyn Pl
             return None;
         }
     };
-    if offer.dmabuf_version == 0 || offer.formats.is_empty() {
+    if !serves(&offer) {
         tracing::info!(
             "the compositor offers no dma-buf formats (no zwp_linux_dmabuf_v1 v3+): the driver's WSI serves this Wayland surface"
         );

@@ -10,7 +10,6 @@ use std::sync::Arc;
 
 use ash::vk;
 use ash::vk::Handle;
-use syncfile::probe::Support as Kernel;
 use syncfile::DmaBuf;
 
 use super::alias::AliasSpec;
@@ -20,6 +19,7 @@ use super::history::History;
 use super::image::{Image, ImageSpec};
 use super::pool::Pool;
 use super::present_thread::PresentThread;
+use super::sync_path;
 use super::{retire, PresentPath, Returned, Swapchain, SWAPCHAINS};
 use crate::plumbing::settings::SyncMode;
 use crate::plumbing::stats::{self, Counter, Fallback};
@@ -357,13 +357,7 @@ fn create(
     }
 
     let fallback = fallback(owned, &images.list[0])?;
-    // Without the kernel's ioctls the driver's export still serves a
-    // consumer that takes the render's fence itself.
-    let exportable = match fallback {
-        None => true,
-        Some(Fallback::NoKernelIoctls) => owned.caps.semaphore_export,
-        Some(_) => false,
-    };
+    let exportable = sync_path::exportable(fallback, owned.caps.semaphore_export);
     for image in &mut images.list {
         image.add_sync(&ctx, exportable, fallback.is_some())?;
     }
@@ -391,11 +385,17 @@ fn create(
             settings,
         })?);
     history.set_refresh(presenter.refresh_ns());
-    let path = match fallback {
-        None => PresentPath::Direct,
-        Some(_) if exportable && presenter.carries_render_fence() => PresentPath::Carried,
-        Some(_) if presenter.uses_application_objects() => PresentPath::Wait,
-        Some(_) => PresentPath::Thread(
+    let kind = sync_path::Kind::of(
+        fallback,
+        exportable,
+        presenter.carries_render_fence(),
+        presenter.uses_application_objects(),
+    );
+    let path = match kind {
+        sync_path::Kind::Direct => PresentPath::Direct,
+        sync_path::Kind::Carried => PresentPath::Carried,
+        sync_path::Kind::Wait => PresentPath::Wait,
+        sync_path::Kind::Thread => PresentPath::Thread(
             PresentThread::start(
                 wsi.fns.clone(),
                 presenter.clone(),
@@ -422,11 +422,7 @@ fn create(
             (None, true) => "allocated by the driver at each image's first acquire",
         },
         modes,
-        match &path {
-            PresentPath::Direct => "sync_file",
-            PresentPath::Carried => "sync_file with the frame, no kernel ioctls",
-            PresentPath::Thread(_) | PresentPath::Wait => "cpu",
-        }
+        kind.name()
     );
     let alias = AliasSpec::new(&spec, &list[0]);
     Ok(Box::new(Swapchain {
@@ -482,13 +478,11 @@ fn fallback(owned: &Owned, first: &Image) -> Result<Option<Fallback>, SwapchainE
             ))
         }
     };
-    if kernel == Kernel::Unavailable {
-        return Ok(Some(Fallback::NoKernelIoctls));
-    }
-    if !owned.caps.semaphore_export {
-        return Ok(Some(Fallback::NoSemaphoreExport));
-    }
-    Ok(None)
+    Ok(sync_path::fallback(
+        owned.settings.sync,
+        kernel,
+        owned.caps.semaphore_export,
+    ))
 }
 
 /// `image` as its consumer has it: its buffer, with a descriptor of its own.

@@ -27,6 +27,7 @@ pub mod pool;
 pub mod present;
 mod present_info;
 mod present_thread;
+pub mod sync_path;
 
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::Arc;
