@@ -155,6 +155,41 @@ fn report_has_every_section_and_its_status_agrees() -> Outcome {
     Ok(Completion::Completed)
 }
 
+/// The settings in force, each with where it came from: the environment
+/// over the file `SYNCFILE_WSI_CONFIG` names (at its line) over the
+/// default.
+fn settings_say_where_they_came_from() -> Outcome {
+    let dir = std::env::temp_dir().join(format!("sfw-doctor-settings-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let file = dir.join("game.conf");
+    std::fs::write(
+        &file,
+        "# a game's settings\nSYNCFILE_WSI_CAPTURE_EVERY=5\nSYNCFILE_WSI_SYNC=implicit\n",
+    )?;
+    let (v, _) = doctor(
+        command(&["doctor", "--json"])
+            .env("SYNCFILE_WSI_CONFIG", &file)
+            .env("SYNCFILE_WSI_SYNC", "cpu"),
+    )?;
+    let _ = std::fs::remove_dir_all(&dir);
+    let settings = &v["layer"]["settings"];
+    let (values, sources) = (&settings["values"], &settings["sources"]);
+    let file = file.display().to_string();
+    check(
+        values["SYNCFILE_WSI_SYNC"] == "cpu" && sources["SYNCFILE_WSI_SYNC"] == "environment",
+        || format!("{settings:#}"),
+    )?;
+    check(
+        values["SYNCFILE_WSI_CAPTURE_EVERY"] == "5"
+            && sources["SYNCFILE_WSI_CAPTURE_EVERY"] == format!("{file}:2").as_str(),
+        || format!("{settings:#}"),
+    )?;
+    check(sources["SYNCFILE_WSI_LOG"] == "default", || {
+        format!("{settings:#}")
+    })?;
+    Ok(Completion::Completed)
+}
+
 fn with_weston_the_layer_owns_wayland() -> Outcome {
     if let Some(skip) = guest_only() {
         return skip;
@@ -436,6 +471,10 @@ const TESTS: &[(&str, Test)] = &[
     (
         "doctor::report_has_every_section_and_its_status_agrees",
         report_has_every_section_and_its_status_agrees,
+    ),
+    (
+        "doctor::settings_say_where_they_came_from",
+        settings_say_where_they_came_from,
     ),
     (
         "doctor::with_weston_the_layer_owns_wayland",

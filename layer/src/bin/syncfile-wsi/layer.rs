@@ -16,9 +16,8 @@ fn kind_name(kind: Kind) -> &'static str {
     }
 }
 
-/// The settings as the current `Settings` gives them. Kept in one place:
-/// per-setting sources (the environment, a file, per-application files)
-/// will come from the settings' own API and replace the "from" column.
+/// The settings in force, each with where its value came from (the
+/// environment, a settings file and its line, or the default).
 pub fn settings_rows(settings: &Settings, warnings: &[String]) -> (Vec<Row>, Value) {
     let stats = match &settings.stats {
         None => "off".to_owned(),
@@ -30,6 +29,15 @@ pub fn settings_rows(settings: &Settings, warnings: &[String]) -> (Vec<Row>, Val
             .map_or("off".to_owned(), |p| p.display().to_string())
     };
     let values = [
+        ("SYNCFILE_WSI_CONFIG", opt(&settings.config)),
+        (
+            "SYNCFILE_WSI_DISABLE_FOR",
+            if settings.disable_for.is_empty() {
+                "none".to_owned()
+            } else {
+                settings.disable_for.join(",")
+            },
+        ),
         ("SYNCFILE_WSI_LOG", settings.log.clone()),
         ("SYNCFILE_WSI_PLATFORMS", settings.platforms.to_string()),
         ("SYNCFILE_WSI_SYNC", settings.sync.name().to_owned()),
@@ -55,10 +63,19 @@ pub fn settings_rows(settings: &Settings, warnings: &[String]) -> (Vec<Row>, Val
                 .unwrap_or_else(|| "every card".into()),
         ),
     ];
-    let mut rows: Vec<Row> = values.iter().map(|(k, v)| row(*k, Mark::Info, v)).collect();
+    let source = |k: &str| {
+        settings
+            .source(k)
+            .map_or("default".to_owned(), |s| s.to_string())
+    };
+    let mut rows: Vec<Row> = values
+        .iter()
+        .map(|(k, v)| row(*k, Mark::Info, format!("{v}  ({})", source(k))))
+        .collect();
     rows.extend(warnings.iter().map(|w| row("setting warning", Mark::No, w)));
     let json = json!({
         "values": values.iter().map(|(k, v)| ((*k).to_owned(), Value::from(v.as_str()))).collect::<serde_json::Map<_, _>>(),
+        "sources": values.iter().map(|(k, _)| ((*k).to_owned(), Value::from(source(k)))).collect::<serde_json::Map<_, _>>(),
         "warnings": warnings,
     });
     (rows, json)
