@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use VkLayer_syncfile_wsi::manifest::{
-    render, Kind, DISABLE_ENV, ENABLE_ENV, LAYER_NAME, LIBRARY_NAME,
+    render, render_for_arch, Kind, LibraryArch, DISABLE_ENV, ENABLE_ENV, LAYER_NAME, LIBRARY_NAME,
 };
 
 fn committed(kind: Kind) -> String {
@@ -58,4 +58,36 @@ fn implicit_and_explicit_differ_only_by_the_switches() {
     explicit["layer"]["enable_environment"] = implicit["layer"]["enable_environment"].clone();
     explicit["layer"]["disable_environment"] = implicit["layer"]["disable_environment"].clone();
     assert_eq!(implicit, explicit);
+}
+
+#[test]
+fn an_arch_manifest_adds_only_the_word_size_and_its_format() {
+    let path = "/usr/lib/x86_64-linux-gnu/libVkLayer_syncfile_wsi.so";
+    for kind in Kind::ALL {
+        let mut arch: serde_json::Value =
+            serde_json::from_str(&render_for_arch(kind, path, LibraryArch::Bits64)).unwrap();
+        let plain: serde_json::Value = serde_json::from_str(&render(kind, path)).unwrap();
+        assert_eq!(arch["file_format_version"], "1.2.1");
+        assert_eq!(arch["layer"]["library_arch"], "64");
+        arch["file_format_version"] = plain["file_format_version"].clone();
+        arch["layer"]
+            .as_object_mut()
+            .unwrap()
+            .remove("library_arch");
+        assert_eq!(arch, plain);
+    }
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_syncfile-wsi-manifest"))
+        .args(["--library-path", path, "--library-arch", "32", "implicit"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        render_for_arch(Kind::Implicit, path, LibraryArch::Bits32)
+    );
+    let bad = std::process::Command::new(env!("CARGO_BIN_EXE_syncfile-wsi-manifest"))
+        .args(["--library-arch", "16", "implicit"])
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2));
 }

@@ -17,6 +17,9 @@ pub const API_VERSION: &str = "1.3.281";
 pub const ENABLE_ENV: &str = "ENABLE_SYNCFILE_WSI";
 pub const DISABLE_ENV: &str = "DISABLE_SYNCFILE_WSI";
 const FILE_FORMAT_VERSION: &str = "1.2.0";
+/// The format that added `library_arch` (loader 1.3.239, Debian bookworm's,
+/// reads it too).
+const ARCH_FILE_FORMAT_VERSION: &str = "1.2.1";
 /// Bumped with every release that changes behaviour.
 pub const IMPLEMENTATION_VERSION: u32 = 1;
 
@@ -202,6 +205,45 @@ impl Kind {
 /// by the dynamic linker; a path with a slash is absolute or relative to the
 /// manifest).
 pub fn render(kind: Kind, library_path: &str) -> String {
+    render_with(kind, library_path, None)
+}
+
+/// The word size of a layer's library, as `library_arch` names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LibraryArch {
+    Bits32,
+    Bits64,
+}
+
+impl LibraryArch {
+    pub fn parse(word: &str) -> Option<Self> {
+        match word {
+            "32" => Some(Self::Bits32),
+            "64" => Some(Self::Bits64),
+            _ => None,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::Bits32 => "32",
+            Self::Bits64 => "64",
+        }
+    }
+}
+
+/// As [`render`], for a manifest that sits beside another architecture's
+/// (a package's `VkLayer_syncfile_wsi.x86_64.json` and `.i686.json`): it
+/// names the library's word size, so that the loader skips the manifest of
+/// the other one. Without it, both manifests declare the same layer, and
+/// where the loader reads the other architecture's first, it tries only
+/// that library, fails ("wrong ELF class") and loads neither (seen in the
+/// test guest with loader 1.4.309).
+pub fn render_for_arch(kind: Kind, library_path: &str, arch: LibraryArch) -> String {
+    render_with(kind, library_path, Some(arch))
+}
+
+fn render_with(kind: Kind, library_path: &str, arch: Option<LibraryArch>) -> String {
     let mut layer = json!({
         "name": LAYER_NAME,
         "type": "GLOBAL",
@@ -219,7 +261,14 @@ pub fn render(kind: Kind, library_path: &str) -> String {
         layer["enable_environment"] = json!({ ENABLE_ENV: "1" });
         layer["disable_environment"] = json!({ DISABLE_ENV: "1" });
     }
-    let manifest = json!({ "file_format_version": FILE_FORMAT_VERSION, "layer": layer });
+    let format = match arch {
+        Some(a) => {
+            layer["library_arch"] = json!(a.name());
+            ARCH_FILE_FORMAT_VERSION
+        }
+        None => FILE_FORMAT_VERSION,
+    };
+    let manifest = json!({ "file_format_version": format, "layer": layer });
     let mut text = serde_json::to_string_pretty(&manifest).unwrap_or_default();
     text.push('\n');
     text
