@@ -24,15 +24,17 @@ use syncfile::{Access, DmaBuf};
 use wayland_protocols::wp::linux_dmabuf::zv1::server::{
     zwp_linux_buffer_params_v1 as params, zwp_linux_dmabuf_v1 as dmabuf,
 };
-use wayland_protocols::xdg::shell::server::{xdg_surface, xdg_toplevel, xdg_wm_base};
+use wayland_protocols::xdg::shell::server::xdg_wm_base;
 use wayland_server::backend::{ClientData, ClientId, DisconnectReason};
-use wayland_server::protocol::{wl_buffer, wl_callback, wl_compositor, wl_region, wl_surface};
+use wayland_server::protocol::{wl_buffer, wl_callback, wl_compositor, wl_surface};
 use wayland_server::{
     Client, DataInit, Dispatch, Display, DisplayHandle, GlobalDispatch, ListeningSocket, New,
     Resource,
 };
 
 /// DRM fourccs `AR24` and `XR24`: what a B8G8R8A8 image goes as.
+mod shell;
+
 const FORMATS: [u32; 2] = [0x3432_5241, 0x3432_5258];
 const LINEAR: u64 = 0;
 /// How long [`Fault::PendingReadFence`] holds each buffer's read fence.
@@ -411,19 +413,6 @@ impl Dispatch<wl_compositor::WlCompositor, ()> for Server {
     }
 }
 
-impl Dispatch<wl_region::WlRegion, ()> for Server {
-    fn request(
-        _: &mut Self,
-        _: &Client,
-        _: &wl_region::WlRegion,
-        _: wl_region::Request,
-        _: &(),
-        _: &DisplayHandle,
-        _: &mut DataInit<'_, Self>,
-    ) {
-    }
-}
-
 impl Dispatch<wl_surface::WlSurface, Mutex<SurfaceState>> for Server {
     fn request(
         server: &mut Self,
@@ -453,80 +442,6 @@ impl Dispatch<wl_surface::WlSurface, Mutex<SurfaceState>> for Server {
             }
             _ => {}
         }
-    }
-}
-
-impl Dispatch<wl_callback::WlCallback, ()> for Server {
-    fn request(
-        _: &mut Self,
-        _: &Client,
-        _: &wl_callback::WlCallback,
-        _: wl_callback::Request,
-        _: &(),
-        _: &DisplayHandle,
-        _: &mut DataInit<'_, Self>,
-    ) {
-    }
-}
-
-impl GlobalDispatch<xdg_wm_base::XdgWmBase, ()> for Server {
-    fn bind(
-        _: &mut Self,
-        _: &DisplayHandle,
-        _: &Client,
-        resource: New<xdg_wm_base::XdgWmBase>,
-        _: &(),
-        init: &mut DataInit<'_, Self>,
-    ) {
-        init.init(resource, ());
-    }
-}
-
-impl Dispatch<xdg_wm_base::XdgWmBase, ()> for Server {
-    fn request(
-        _: &mut Self,
-        _: &Client,
-        _: &xdg_wm_base::XdgWmBase,
-        request: xdg_wm_base::Request,
-        _: &(),
-        _: &DisplayHandle,
-        init: &mut DataInit<'_, Self>,
-    ) {
-        if let xdg_wm_base::Request::GetXdgSurface { id, .. } = request {
-            init.init(id, ());
-        }
-    }
-}
-
-impl Dispatch<xdg_surface::XdgSurface, ()> for Server {
-    fn request(
-        _: &mut Self,
-        _: &Client,
-        xdg: &xdg_surface::XdgSurface,
-        request: xdg_surface::Request,
-        _: &(),
-        _: &DisplayHandle,
-        init: &mut DataInit<'_, Self>,
-    ) {
-        if let xdg_surface::Request::GetToplevel { id } = request {
-            // Configured at once: the client's size is its own.
-            let toplevel = init.init(id, ());
-            toplevel.configure(0, 0, Vec::new());
-            xdg.configure(1);
-        }
-    }
-}
-
-impl Dispatch<xdg_toplevel::XdgToplevel, ()> for Server {
-    fn request(
-        _: &mut Self,
-        _: &Client,
-        _: &xdg_toplevel::XdgToplevel,
-        _: xdg_toplevel::Request,
-        _: &(),
-        _: &DisplayHandle,
-        _: &mut DataInit<'_, Self>,
-    ) {
     }
 }
 
