@@ -131,6 +131,16 @@ fn owns(v: &Value, platform: &str) -> bool {
     v["verdict"][platform]["owns"] == true
 }
 
+/// The verdict leaves `platform` to the driver, for a reason that names
+/// `why`.
+fn passed_through(v: &Value, platform: &str, why: &str) -> Result<(), Failed> {
+    let verdict = &v["verdict"][platform];
+    check(
+        verdict["owns"] == false && verdict["reason"].as_str().is_some_and(|r| r.contains(why)),
+        || format!("{platform}: {verdict:#}"),
+    )
+}
+
 fn report_has_every_section_and_its_status_agrees() -> Outcome {
     let (v, status) = doctor(
         command(&["doctor", "--json"])
@@ -221,14 +231,7 @@ fn without_weston_wayland_is_the_drivers() -> Outcome {
         return skip;
     }
     let (v, status) = doctor(&mut command(&["doctor", "--json"]))?;
-    let w = &v["verdict"]["wayland"];
-    check(
-        w["owns"] == false
-            && w["reason"]
-                .as_str()
-                .is_some_and(|r| r.contains("WAYLAND_DISPLAY")),
-        || format!("{w:#}"),
-    )?;
+    passed_through(&v, "wayland", "WAYLAND_DISPLAY")?;
     let h = &v["verdict"]["headless"];
     check(h["owns"] == true && h["sync"] == "sync_file", || {
         format!("{h:#}")
@@ -278,14 +281,7 @@ fn without_the_ioctls_everything_passes_through() -> Outcome {
             && k["available"] == false,
         || format!("{k:#}"),
     )?;
-    let h = &v["verdict"]["headless"];
-    check(
-        h["owns"] == false
-            && h["reason"]
-                .as_str()
-                .is_some_and(|r| r.contains("VK_KHR_external_semaphore_fd")),
-        || format!("{h:#}"),
-    )?;
+    passed_through(&v, "headless", "VK_KHR_external_semaphore_fd")?;
     check(status == Some(1), || format!("exit status {status:?}"))?;
     Ok(Completion::Completed)
 }
@@ -403,14 +399,7 @@ fn without_dma_buf_export_nothing_is_owned() -> Outcome {
         d["dma_buf_export"] == false && d["layer"]["owns"] == false,
         || format!("{d:#}"),
     )?;
-    let h = &v["verdict"]["headless"];
-    check(
-        h["owns"] == false
-            && h["reason"]
-                .as_str()
-                .is_some_and(|r| r.contains("VK_EXT_external_memory_dma_buf")),
-        || format!("{h:#}"),
-    )?;
+    passed_through(&v, "headless", "VK_EXT_external_memory_dma_buf")?;
     check(status == Some(1), || format!("exit status {status:?}"))?;
     Ok(Completion::Completed)
 }

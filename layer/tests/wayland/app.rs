@@ -64,6 +64,13 @@ impl App {
         })
     }
 
+    /// A child scenario's connection, to the compositor `WAYLAND_DISPLAY`
+    /// names.
+    pub fn for_child() -> crate::common::child::Result<App> {
+        let socket = std::env::var("WAYLAND_DISPLAY")?;
+        App::connect_to(&socket).map_err(|e| format!("{e:?}").into())
+    }
+
     /// The `wl_display*` a Vulkan application passes in its surface create info.
     pub fn display_ptr(&self) -> *mut c_void {
         self.conn.backend().display_ptr().cast()

@@ -41,8 +41,7 @@ struct Feedback {
 }
 
 pub fn child() -> ChildResult<Value> {
-    let socket = std::env::var("WAYLAND_DISPLAY")?;
-    let mut app = App::connect_to(&socket).map_err(|e| format!("{e:?}"))?;
+    let mut app = App::for_child()?;
     let mode = crate::child_mode();
     let frames: usize = std::env::var(FRAMES_VAR)
         .ok()

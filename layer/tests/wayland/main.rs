@@ -47,13 +47,14 @@ type Test = fn() -> Outcome;
 const VM_VAR: &str = "SYNCFILE_WSI_VM";
 /// Set in a child process of this binary: the scenario it runs.
 pub const CHILD_VAR: &str = "SYNCFILE_TEST_CHILD";
-/// A child's present mode: `fifo` (the default) or `mailbox`.
+/// A child's present mode: `fifo` (the default), `mailbox` or `immediate`.
 pub const MODE_VAR: &str = "SYNCFILE_TEST_PRESENT_MODE";
 
 /// The present mode [`MODE_VAR`] names, in a child.
 pub fn child_mode() -> ash::vk::PresentModeKHR {
     match std::env::var(MODE_VAR).as_deref() {
         Ok("mailbox") => ash::vk::PresentModeKHR::MAILBOX,
+        Ok("immediate") => ash::vk::PresentModeKHR::IMMEDIATE,
         _ => ash::vk::PresentModeKHR::FIFO,
     }
 }

@@ -329,13 +329,8 @@ pub fn disconnect_mid_frame_is_lost() -> Outcome {
 /// `VK_NOT_READY`; after a `VK_TIMEOUT` it tries once more with a zero
 /// timeout. Reports every frame's result.
 pub fn child() -> ChildResult<Value> {
-    let socket = std::env::var("WAYLAND_DISPLAY")?;
-    let app = App::connect_to(&socket).map_err(|e| format!("{e:?}"))?;
-    let mode = match std::env::var(MODE_VAR).as_deref() {
-        Ok("mailbox") => vk::PresentModeKHR::MAILBOX,
-        Ok("immediate") => vk::PresentModeKHR::IMMEDIATE,
-        _ => vk::PresentModeKHR::FIFO,
-    };
+    let app = App::for_child()?;
+    let mode = crate::child_mode();
     let frames: u64 = std::env::var(FRAMES_VAR)?.parse()?;
     // SAFETY: the application's display and surface outlive `vk`, which is
     // dropped first.

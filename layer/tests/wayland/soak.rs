@@ -118,13 +118,8 @@ pub fn every_mode_and_path() -> Outcome {
 /// The child: [`CYCLES_VAR`] swapchains, one after the other, each
 /// presenting its frames; counts after a warm-up of [`WARM_UP`].
 pub fn child() -> ChildResult<Value> {
-    let socket = std::env::var("WAYLAND_DISPLAY")?;
-    let app = App::connect_to(&socket).map_err(|e| format!("{e:?}"))?;
-    let mode = match std::env::var(MODE_VAR).as_deref() {
-        Ok("mailbox") => vk::PresentModeKHR::MAILBOX,
-        Ok("immediate") => vk::PresentModeKHR::IMMEDIATE,
-        _ => vk::PresentModeKHR::FIFO,
-    };
+    let app = App::for_child()?;
+    let mode = crate::child_mode();
     let counts = std::env::var(CYCLES_VAR)?;
     let (cycles, presents) = counts.split_once(':').ok_or("CYCLES:PRESENTS")?;
     let (cycles, presents): (u32, u32) = (cycles.parse()?, presents.parse()?);

@@ -179,8 +179,7 @@ fn judge(report: &Value, log: &str) -> Result<String, Failed> {
 /// a changed rectangle; then a burst of three, waiting for the first and
 /// last.
 pub fn child() -> ChildResult<Value> {
-    let socket = std::env::var("WAYLAND_DISPLAY")?;
-    let mut app = App::connect_to(&socket).map_err(|e| format!("{e:?}"))?;
+    let mut app = App::for_child()?;
     let mode = crate::child_mode();
     let lock = Mutex::new(());
     // SAFETY: the application's display and surface outlive `vk`.
@@ -270,8 +269,7 @@ pub fn wait_on_a_killed_compositor_is_lost() -> Outcome {
 /// The child: frame 1, waited for; then frame 2's wait for id 3, which no
 /// present carries, while the parent kills weston.
 pub fn lost_wait_child() -> ChildResult<Value> {
-    let socket = std::env::var("WAYLAND_DISPLAY")?;
-    let app = App::connect_to(&socket).map_err(|e| format!("{e:?}"))?;
+    let app = App::for_child()?;
     let lock = Mutex::new(());
     // SAFETY: the application's display and surface outlive `vk`.
     let vk = unsafe { Vk::with(app.display_ptr(), app.surface_ptr(), true)? };

@@ -285,17 +285,12 @@ fn fifo_paced(
 
 /// The child: the application, its toolkit thread and its Vulkan frames.
 pub fn child() -> ChildResult<Value> {
-    let socket = std::env::var("WAYLAND_DISPLAY")?;
-    let mut app = App::connect_to(&socket).map_err(|e| format!("{e:?}"))?;
+    let mut app = App::for_child()?;
     let frames: u64 = match std::env::var(FRAMES_VAR) {
         Ok(n) => n.parse()?,
         Err(_) => FRAMES,
     };
-    let mode = match std::env::var(MODE_VAR).as_deref() {
-        Ok("mailbox") => vk::PresentModeKHR::MAILBOX,
-        Ok("immediate") => vk::PresentModeKHR::IMMEDIATE,
-        _ => vk::PresentModeKHR::FIFO,
-    };
+    let mode = crate::child_mode();
     let surface_lock = Arc::new(Mutex::new(()));
     // SAFETY: the application's display and surface outlive `vk`, which is
     // dropped first.
