@@ -14,8 +14,9 @@
 #[path = "common/seccomp.rs"]
 mod seccomp;
 
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode, Output};
+use std::process::{Command, ExitCode, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use libtest_mimic::{Arguments, Completion, Failed, Trial};
@@ -456,6 +457,40 @@ fn run_passes_the_exit_status_through() -> Outcome {
     Ok(Completion::Completed)
 }
 
+/// A signal sent to the launcher reaches the command, which ends as it
+/// chooses (here with its own status, from its trap); the launcher waits
+/// for it and removes its scratch manifest.
+fn run_relays_the_signals_it_is_sent() -> Outcome {
+    for (signal, name, code) in [
+        (rustix::process::Signal::TERM, "TERM", 9),
+        (rustix::process::Signal::INT, "INT", 8),
+    ] {
+        let script = format!("trap 'exit {code}' {name}; echo ready; while :; do sleep 0.05; done");
+        let mut launcher = command(&["run", "--", "sh", "-c", &script])
+            .stdout(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("cannot start the launcher: {e}"))?;
+        let mut line = String::new();
+        let stdout = launcher.stdout.take().ok_or("no stdout")?;
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .map_err(|e| e.to_string())?;
+        check(line == "ready\n", || format!("the command said {line:?}"))?;
+        let pid = rustix::process::Pid::from_raw(launcher.id() as i32).ok_or("no pid")?;
+        let scratch = std::env::temp_dir().join(format!("syncfile-wsi-run-{}", launcher.id()));
+        check(scratch.is_dir(), || format!("no {}", scratch.display()))?;
+        rustix::process::kill_process(pid, signal).map_err(|e| e.to_string())?;
+        let status = launcher.wait().map_err(|e| e.to_string())?;
+        check(status.code() == Some(code), || {
+            format!("SIG{name} to the launcher: it ended with {status}, the command's trap exits {code}")
+        })?;
+        check(!scratch.exists(), || {
+            format!("SIG{name}: {} is left", scratch.display())
+        })?;
+    }
+    Ok(Completion::Completed)
+}
+
 const TESTS: &[(&str, Test)] = &[
     (
         "doctor::report_has_every_section_and_its_status_agrees",
@@ -500,6 +535,10 @@ const TESTS: &[(&str, Test)] = &[
     (
         "run::passes_the_exit_status_through",
         run_passes_the_exit_status_through,
+    ),
+    (
+        "run::relays_the_signals_it_is_sent",
+        run_relays_the_signals_it_is_sent,
     ),
 ];
 

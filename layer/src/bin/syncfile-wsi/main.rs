@@ -12,6 +12,7 @@
 mod kernel;
 mod layer;
 mod manifests;
+mod relay;
 mod report;
 mod run;
 mod stats;

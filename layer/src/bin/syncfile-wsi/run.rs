@@ -16,6 +16,7 @@ use VkLayer_syncfile_wsi::manifest::{
     self, Kind, DISABLE_ENV, ENABLE_ENV, LAYER_NAME, LIBRARY_NAME,
 };
 
+use crate::relay::Relay;
 use crate::stats;
 
 #[derive(Debug, thiserror::Error)]
@@ -75,13 +76,16 @@ fn prepend(var: &str, value: &Path) -> String {
 }
 
 /// Runs the command; its exit status (128+N for signal N) is returned.
+/// Call it on the program's only thread (see [`Relay::block`]).
 pub fn run(opts: &Options, loader_version: Option<u32>) -> Result<u8, RunError> {
     let lib = library()?;
+    let relay = Relay::block().map_err(|e| RunError::Io("blocking signals".into(), e))?;
     let scratch = std::env::temp_dir().join(format!("syncfile-wsi-run-{}", std::process::id()));
     std::fs::create_dir_all(&scratch)
         .map_err(|e| RunError::Io(scratch.display().to_string(), e))?;
-    let result = run_in(opts, loader_version, &lib, &scratch);
+    let result = run_in(opts, loader_version, &lib, &scratch, &relay);
     let _ = std::fs::remove_dir_all(&scratch);
+    drop(relay);
     result
 }
 
@@ -90,6 +94,7 @@ fn run_in(
     loader_version: Option<u32>,
     lib: &Path,
     scratch: &Path,
+    relay: &Relay,
 ) -> Result<u8, RunError> {
     let implicit = implicit_path_works(loader_version);
     let kind = if implicit {
@@ -124,9 +129,12 @@ fn run_in(
         std::fs::create_dir_all(dir).map_err(|e| RunError::Io(dir.display().to_string(), e))?;
         c.env("SYNCFILE_WSI_CAPTURE", dir);
     }
-    let status = c
-        .status()
-        .map_err(|e| RunError::Spawn(opts.command[0].clone(), e))?;
+    relay.command(&mut c);
+    let spawn_error = |e| RunError::Spawn(opts.command[0].clone(), e);
+    let mut child = c.spawn().map_err(spawn_error)?;
+    let status = relay
+        .wait(&mut child)
+        .map_err(|e| RunError::Io(format!("waiting for {}", opts.command[0]), e))?;
     if opts.stats {
         match std::fs::read_to_string(&stats_file)
             .ok()

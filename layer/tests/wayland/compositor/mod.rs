@@ -25,7 +25,7 @@ use wayland_protocols::wp::linux_dmabuf::zv1::server::{
     zwp_linux_buffer_params_v1 as params, zwp_linux_dmabuf_v1 as dmabuf,
 };
 use wayland_protocols::xdg::shell::server::xdg_wm_base;
-use wayland_server::backend::{ClientData, ClientId, DisconnectReason};
+use wayland_server::backend::{ClientData, DisconnectReason};
 use wayland_server::protocol::{wl_buffer, wl_callback, wl_compositor, wl_surface};
 use wayland_server::{
     Client, DataInit, Dispatch, Display, DisplayHandle, GlobalDispatch, ListeningSocket, New,
@@ -126,7 +126,6 @@ impl Compositor {
             held: Vec::new(),
             commits: 0,
             buffers: 0,
-            kill: None,
         };
         let stopping = stop.clone();
         let thread = std::thread::Builder::new()
@@ -198,11 +197,6 @@ fn serve(
         display
             .dispatch_clients(&mut server)
             .map_err(|e| e.to_string())?;
-        if let Some(id) = server.kill.take() {
-            dh.backend_handle()
-                .kill_client(id, DisconnectReason::ConnectionClosed);
-            server.seen().disconnected = true;
-        }
         server.signal_due()?;
         // A client that went away is no error of the compositor's.
         let _ = display.flush_clients();
@@ -230,7 +224,6 @@ struct Server {
     commits: u64,
     /// Buffers made so far.
     buffers: u32,
-    kill: Option<ClientId>,
 }
 
 impl Server {
@@ -343,14 +336,25 @@ struct SurfaceState {
 }
 
 impl Server {
-    fn commit(&mut self, client: &Client, surface: &Mutex<SurfaceState>) -> Result<(), String> {
+    fn commit(
+        &mut self,
+        client: &Client,
+        dh: &DisplayHandle,
+        surface: &Mutex<SurfaceState>,
+    ) -> Result<(), String> {
         let mut s = surface.lock().unwrap_or_else(|e| e.into_inner());
         let Some(attached) = s.attached.take() else {
             return Ok(());
         };
         self.commits += 1;
         if self.fault == Fault::DisconnectAt(self.commits) {
-            self.kill = Some(client.id());
+            // Killed inside the dispatch, the backend closes the socket at
+            // the end of this batch of requests; killed after it, only once
+            // the client sends again, which a client waiting to acquire
+            // never does.
+            dh.backend_handle()
+                .kill_client(client.id(), DisconnectReason::ConnectionClosed);
+            self.seen().disconnected = true;
             return Ok(());
         }
         self.seen().committed += 1;
@@ -420,7 +424,7 @@ impl Dispatch<wl_surface::WlSurface, Mutex<SurfaceState>> for Server {
         surface: &wl_surface::WlSurface,
         request: wl_surface::Request,
         state: &Mutex<SurfaceState>,
-        _: &DisplayHandle,
+        dh: &DisplayHandle,
         init: &mut DataInit<'_, Self>,
     ) {
         match request {
@@ -436,7 +440,7 @@ impl Dispatch<wl_surface::WlSurface, Mutex<SurfaceState>> for Server {
                     .push(c);
             }
             wl_surface::Request::Commit => {
-                if let Err(e) = server.commit(client, state) {
+                if let Err(e) = server.commit(client, dh, state) {
                     surface.post_error(wl_surface::Error::InvalidSize, e);
                 }
             }
