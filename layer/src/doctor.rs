@@ -18,9 +18,13 @@ use crate::vulkan::caps::PhysicalDeviceFns;
 use crate::vulkan::support::{self, Support};
 use crate::vulkan::Next;
 
-/// The settings the layer would read in this process, and its warnings.
-pub fn settings() -> (Settings, Vec<String>) {
-    Settings::from_process()
+/// The settings the layer would read in an application called `exe`
+/// (in this process when `None`) with this environment, and its warnings.
+pub fn settings(exe: Option<&str>) -> (Settings, Vec<String>) {
+    match exe {
+        Some(name) => Settings::for_executable(Some(name)),
+        None => Settings::from_process(),
+    }
 }
 
 /// What the layer found a physical device to offer its swapchains.

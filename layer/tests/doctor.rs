@@ -201,6 +201,52 @@ fn settings_say_where_they_came_from() -> Outcome {
     Ok(Completion::Completed)
 }
 
+/// `--exe NAME`: the settings the application NAME would read (its own
+/// file under the configuration directory, and whether
+/// `SYNCFILE_WSI_DISABLE_FOR` names it), not the doctor's.
+fn another_applications_settings() -> Outcome {
+    let home = std::env::temp_dir().join(format!("sfw-doctor-exe-{}", std::process::id()));
+    std::fs::create_dir_all(home.join("syncfile-wsi"))?;
+    let own = home.join("syncfile-wsi/vkcube.conf");
+    std::fs::write(&own, "SYNCFILE_WSI_SYNC=cpu\n")?;
+    let doctor_as = |exe: Option<&str>, disable_for: &str| {
+        let mut c = command(&["doctor", "--json"]);
+        c.args(exe.map(|e| ["--exe", e]).into_iter().flatten())
+            .env("XDG_CONFIG_HOME", &home)
+            .env("SYNCFILE_WSI_DISABLE_FOR", disable_for);
+        doctor(&mut c).map(|(v, _)| v)
+    };
+    let vkcube = doctor_as(Some("vkcube"), "mpv");
+    let own_doctor = doctor_as(None, "mpv");
+    let disabled = doctor_as(Some("vkcube"), "mpv,vkcube");
+    let _ = std::fs::remove_dir_all(&home);
+    let (vkcube, own_doctor, disabled) = (vkcube?, own_doctor?, disabled?);
+    let settings = &vkcube["layer"]["settings"];
+    check(
+        settings["application"] == "vkcube"
+            && settings["values"]["SYNCFILE_WSI_SYNC"] == "cpu"
+            && settings["sources"]["SYNCFILE_WSI_SYNC"] == format!("{}:1", own.display()).as_str(),
+        || format!("--exe vkcube: {settings:#}"),
+    )?;
+    let settings = &own_doctor["layer"]["settings"];
+    check(
+        settings["values"]["SYNCFILE_WSI_SYNC"] == "auto"
+            && settings["sources"]["SYNCFILE_WSI_SYNC"] == "default",
+        || format!("the doctor's own: {settings:#}"),
+    )?;
+    let settings = &disabled["layer"]["settings"];
+    check(
+        settings["values"]["SYNCFILE_WSI_PLATFORMS"] == "none",
+        || format!("--exe vkcube, disabled for it: {settings:#}"),
+    )?;
+    let verdicts = disabled["verdict"].to_string();
+    check(
+        verdicts.contains("SYNCFILE_WSI_DISABLE_FOR names vkcube"),
+        || format!("--exe vkcube, disabled for it: {verdicts}"),
+    )?;
+    Ok(Completion::Completed)
+}
+
 fn with_weston_the_layer_owns_wayland() -> Outcome {
     if let Some(skip) = guest_only() {
         return skip;
@@ -499,6 +545,10 @@ const TESTS: &[(&str, Test)] = &[
     (
         "doctor::settings_say_where_they_came_from",
         settings_say_where_they_came_from,
+    ),
+    (
+        "doctor::another_applications_settings",
+        another_applications_settings,
     ),
     (
         "doctor::with_weston_the_layer_owns_wayland",

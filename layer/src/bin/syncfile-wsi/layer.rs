@@ -16,9 +16,13 @@ fn kind_name(kind: Kind) -> &'static str {
     }
 }
 
-/// The settings in force, each with where its value came from (the
-/// environment, a settings file and its line, or the default).
-pub fn settings_rows(settings: &Settings, warnings: &[String]) -> (Vec<Row>, Value) {
+/// The settings in force in `application`, each with where its value came
+/// from (the environment, a settings file and its line, or the default).
+pub fn settings_rows(
+    settings: &Settings,
+    warnings: &[String],
+    application: &str,
+) -> (Vec<Row>, Value) {
     let stats = match &settings.stats {
         None => "off".to_owned(),
         Some(StatsSink::Stderr) => "stderr".to_owned(),
@@ -68,12 +72,15 @@ pub fn settings_rows(settings: &Settings, warnings: &[String]) -> (Vec<Row>, Val
             .source(k)
             .map_or("default".to_owned(), |s| s.to_string())
     };
-    let mut rows: Vec<Row> = values
-        .iter()
-        .map(|(k, v)| row(*k, Mark::Info, format!("{v}  ({})", source(k))))
-        .collect();
+    let mut rows = vec![row("settings of", Mark::Info, application)];
+    rows.extend(
+        values
+            .iter()
+            .map(|(k, v)| row(*k, Mark::Info, format!("{v}  ({})", source(k)))),
+    );
     rows.extend(warnings.iter().map(|w| row("setting warning", Mark::No, w)));
     let json = json!({
+        "application": application,
         "values": values.iter().map(|(k, v)| ((*k).to_owned(), Value::from(v.as_str()))).collect::<serde_json::Map<_, _>>(),
         "sources": values.iter().map(|(k, _)| ((*k).to_owned(), Value::from(source(k)))).collect::<serde_json::Map<_, _>>(),
         "warnings": warnings,
@@ -81,8 +88,14 @@ pub fn settings_rows(settings: &Settings, warnings: &[String]) -> (Vec<Row>, Val
     (rows, json)
 }
 
-/// Whether the layer is enabled; the section.
-pub fn check(env: &Env, settings: &Settings, warnings: &[String]) -> (bool, Section) {
+/// Whether the layer is enabled; the section, with the settings of
+/// `application`.
+pub fn check(
+    env: &Env,
+    settings: &Settings,
+    warnings: &[String],
+    application: &str,
+) -> (bool, Section) {
     let found = manifests::find(env);
     let mut rows = Vec::new();
     if found.is_empty() {
@@ -117,7 +130,7 @@ pub fn check(env: &Env, settings: &Settings, warnings: &[String]) -> (bool, Sect
         Mark::of(enabled),
         format!("{}: {why}", if enabled { "yes" } else { "no" }),
     ));
-    let (setting_rows, settings_json) = settings_rows(settings, warnings);
+    let (setting_rows, settings_json) = settings_rows(settings, warnings, application);
     rows.extend(setting_rows);
     let json = json!({
         "manifests": found.iter().map(|f| json!({

@@ -2,7 +2,7 @@
 //! through it.
 //!
 //! ```text
-//! syncfile-wsi doctor [--json]      # kernel, layer, devices, window systems, verdicts
+//! syncfile-wsi doctor [--json] [--exe NAME]   # kernel, layer, devices, window systems, verdicts
 //! syncfile-wsi run [--stats] [--capture DIR] [--] CMD...
 //! syncfile-wsi stats FILE           # the summary of a SYNCFILE_WSI_STATS file
 //! ```
@@ -27,7 +27,7 @@ use syncfile::probe::Support;
 use VkLayer_syncfile_wsi::doctor;
 use VkLayer_syncfile_wsi::manifest::{DISABLE_ENV, LAYER_NAME};
 
-const USAGE: &str = "usage: syncfile-wsi doctor [--json]
+const USAGE: &str = "usage: syncfile-wsi doctor [--json] [--exe NAME]
        syncfile-wsi run [--stats] [--capture DIR] [--] CMD...
        syncfile-wsi stats FILE";
 
@@ -56,10 +56,36 @@ fn keep_the_layer_out() {
     std::env::set_var("VK_INSTANCE_LAYERS", others.join(":"));
 }
 
-fn doctor(json: bool) -> ExitCode {
+/// The doctor's options.
+#[derive(Default)]
+struct DoctorOptions {
+    json: bool,
+    /// The application whose settings to report (its `<exe>.conf`, and
+    /// whether `SYNCFILE_WSI_DISABLE_FOR` names it) instead of the
+    /// doctor's own.
+    exe: Option<String>,
+}
+
+impl DoctorOptions {
+    fn parse(args: &[String]) -> Option<Self> {
+        let mut opts = Self::default();
+        let mut args = args.iter();
+        while let Some(a) = args.next() {
+            match a.as_str() {
+                "--json" => opts.json = true,
+                "--exe" => opts.exe = Some(args.next()?.clone()),
+                _ => return None,
+            }
+        }
+        Some(opts)
+    }
+}
+
+fn doctor(opts: &DoctorOptions) -> ExitCode {
     let env = manifests::Env::process();
-    let (settings, warnings) = doctor::settings();
-    let (_, layer) = layer::check(&env, &settings, &warnings);
+    let (settings, warnings) = doctor::settings(opts.exe.as_deref());
+    let application = opts.exe.as_deref().unwrap_or("syncfile-wsi (this program)");
+    let (_, layer) = layer::check(&env, &settings, &warnings, application);
     keep_the_layer_out();
     let kernel = kernel::check();
     let (devices, vulkan) = vulkan::check();
@@ -73,7 +99,7 @@ fn doctor(json: bool) -> ExitCode {
         .unwrap_or(Support::Available);
     let (any, verdicts) = verdict::check(&settings, support, &devices, &reach);
     let sections = [kernel.section, layer, vulkan, wsi, verdicts];
-    let text = if json {
+    let text = if opts.json {
         format!("{:#}\n", report::json(&sections))
     } else {
         report::table(&sections)
@@ -145,10 +171,9 @@ fn stats(file: &str) -> ExitCode {
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
-        Some("doctor") => match &args[1..] {
-            [] => doctor(false),
-            [j] if j == "--json" => doctor(true),
-            _ => usage(),
+        Some("doctor") => match DoctorOptions::parse(&args[1..]) {
+            Some(opts) => doctor(&opts),
+            None => usage(),
         },
         Some("run") => run(&args[1..]),
         Some("stats") => match &args[1..] {

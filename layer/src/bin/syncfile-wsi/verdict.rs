@@ -54,6 +54,11 @@ pub fn verdict(
     devices: &[Device],
     reach: &Reach,
 ) -> Verdict {
+    if let Some(name) = &settings.disabled_as {
+        return Verdict::PassThrough(format!(
+            "SYNCFILE_WSI_DISABLE_FOR names {name}: the layer stays out of its way"
+        ));
+    }
     if !settings.platforms.contains(p) {
         return Verdict::PassThrough(format!(
             "SYNCFILE_WSI_PLATFORMS={} leaves it to the driver",

@@ -157,6 +157,17 @@ impl Settings {
     /// Reads the settings from the process: its environment, its
     /// executable's name and the files they lead to.
     pub fn from_process() -> (Self, Vec<String>) {
+        let exe = exe_name(
+            std::env::current_exe().ok().as_deref(),
+            std::env::args_os().next().map(PathBuf::from).as_deref(),
+        );
+        Self::for_executable(exe.as_deref())
+    }
+
+    /// The settings an executable called `exe` would read with this
+    /// process's environment: its own `<exe>.conf`, and whether
+    /// `SYNCFILE_WSI_DISABLE_FOR` names it.
+    pub fn for_executable(exe: Option<&str>) -> (Self, Vec<String>) {
         let env: BTreeMap<String, String> = std::env::vars_os()
             .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
             .filter(|(k, _)| k.starts_with(PREFIX) || k == "XDG_CONFIG_HOME" || k == "HOME")
@@ -165,13 +176,9 @@ impl Settings {
             env.get("XDG_CONFIG_HOME").map(String::as_str),
             env.get("HOME").map(String::as_str),
         );
-        let exe = exe_name(
-            std::env::current_exe().ok().as_deref(),
-            std::env::args_os().next().map(PathBuf::from).as_deref(),
-        );
         load(&Inputs {
             env: &env,
-            exe: exe.as_deref(),
+            exe,
             config_dir: dir.as_deref(),
             read: &read_capped,
         })

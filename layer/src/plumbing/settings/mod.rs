@@ -241,6 +241,9 @@ pub struct Settings {
     pub config: Option<PathBuf>,
     /// The executables the layer passes through for (base names).
     pub disable_for: Vec<String>,
+    /// This executable's name, when `disable_for` names it (and so
+    /// `platforms` is none).
+    pub disabled_as: Option<String>,
     /// A `tracing` filter directive, already checked to parse.
     pub log: String,
     pub platforms: Platforms,
@@ -274,6 +277,7 @@ impl Default for Settings {
             display_device: None,
             config: None,
             disable_for: Vec::new(),
+            disabled_as: None,
             sources: std::array::from_fn(|_| Source::Default),
         }
     }
@@ -424,8 +428,9 @@ impl Settings {
     /// Pass-through for an executable `SYNCFILE_WSI_DISABLE_FOR` names:
     /// no platform, and the platforms' source is the list's.
     fn disable_for_exe(&mut self, exe: Option<&str>) {
-        if exe.is_some_and(|exe| self.disable_for.iter().any(|name| name == exe)) {
+        if let Some(exe) = exe.filter(|exe| self.disable_for.iter().any(|name| name == exe)) {
             self.platforms = Platforms::NONE;
+            self.disabled_as = Some(exe.to_owned());
             if let (Some(list), Some(platforms)) = (key_index(DISABLE_FOR), key_index(PLATFORMS)) {
                 self.sources[platforms] = self.sources[list].clone();
             }

@@ -346,12 +346,14 @@ fn disable_for_passes_the_named_executables_through() {
     assert!(w.is_empty(), "{w:?}");
     assert_eq!(s.disable_for, ["steam", "vkcube"]);
     assert!(s.platforms.is_empty());
+    assert_eq!(s.disabled_as.as_deref(), Some("vkcube"));
     assert_eq!(s.source(PLATFORMS), Some(&in_file(&global, 1)));
     assert_eq!(s.source(DISABLE_FOR), Some(&in_file(&global, 1)));
 
     for exe in [Some("vkmark"), Some("vkcub"), None] {
         let (s, _) = machine(exe).load();
         assert_eq!(s.platforms.to_string(), "headless", "{exe:?}");
+        assert_eq!(s.disabled_as, None, "{exe:?}");
         assert_eq!(s.source(PLATFORMS), Some(&Source::Environment));
     }
     // The environment's empty list clears the file's.
