@@ -107,6 +107,7 @@ const TESTS: &[(&str, Test)] = tests![
     misbehaving::no_frame_callbacks_never_freeze,
     misbehaving::pending_read_fence_holds_the_next_render,
     misbehaving::refused_buffers_fail_creation,
+    misbehaving::refused_deferred_buffer_loses_the_surface,
     misbehaving::disconnect_mid_frame_is_lost,
     soak::every_mode_and_path,
 ];

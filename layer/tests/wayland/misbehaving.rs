@@ -19,13 +19,16 @@ use crate::app::App;
 use crate::apps::{self, number, Layer, RUN_LIMIT};
 use crate::common::child::Result as ChildResult;
 use crate::compositor::{Compositor, Fault, Seen};
-use crate::vulkan::{Chain, Vk};
+use crate::vulkan::{Chain, Newer, Vk};
 use crate::{check, missing, this_binary, Outcome, CHILD_VAR, MODE_VAR};
 
 /// The child's frames to present at most.
 const FRAMES_VAR: &str = "SYNCFILE_TEST_FRAMES";
 /// The child's acquire timeout, in ms (none: it waits for ever).
 const TIMEOUT_VAR: &str = "SYNCFILE_TEST_ACQUIRE_TIMEOUT_MS";
+/// Set: the child's swapchain defers its images' memory to their first
+/// acquire (`VK_EXT_swapchain_maintenance1`).
+const DEFERRED_VAR: &str = "SYNCFILE_TEST_DEFERRED";
 const SIZE: u32 = 64;
 pub const MODES: [&str; 3] = ["fifo", "mailbox", "immediate"];
 
@@ -88,6 +91,17 @@ pub fn prerequisites(needs: &[Source]) -> Option<String> {
 }
 
 fn run(fault: Fault, mode: &str, frames: u64, timeout_ms: Option<u64>) -> Result<Run, Failed> {
+    run_with(fault, mode, frames, timeout_ms, &[])
+}
+
+/// [`run`], the child's environment having `extra` as well.
+fn run_with(
+    fault: Fault,
+    mode: &str,
+    frames: u64,
+    timeout_ms: Option<u64>,
+    extra: &[(&str, &str)],
+) -> Result<Run, Failed> {
     let compositor = Compositor::start(fault)?;
     let name = format!("misbehaving_{fault:?}_{mode}").replace(['(', ')'], "");
     let layer = Layer::new(&name)?;
@@ -101,6 +115,7 @@ fn run(fault: Fault, mode: &str, frames: u64, timeout_ms: Option<u64>) -> Result
     if timeout_ms.is_some() {
         env.push((TIMEOUT_VAR, timeout.as_str()));
     }
+    env.extend_from_slice(extra);
     let exe = this_binary()?;
     let child = layer
         .command(&compositor.socket, true, &exe, &[], &env)
@@ -281,7 +296,7 @@ pub fn refused_buffers_fail_creation() -> Outcome {
     if let Some(why) = prerequisites(&[Source::Udmabuf]) {
         return missing(why);
     }
-    let r = run(Fault::RefuseBuffers, "fifo", 4, None)?;
+    let r = run(Fault::RefuseImportsFrom(1), "fifo", 4, None)?;
     check(r.report["created"] == json!(false), || r.context())?;
     let error = r.report["error"].as_str().unwrap_or_default();
     check(error.contains("ERROR_INITIALIZATION_FAILED"), || {
@@ -297,6 +312,50 @@ pub fn refused_buffers_fail_creation() -> Outcome {
         number(&r.stats, &["wayland", "refused_buffers"]) == 1,
         || r.stats.to_string(),
     )?;
+    Ok(Completion::Completed)
+}
+
+/// (d) with deferred memory: the compositor takes the buffer of the image
+/// bound at creation and refuses the next, which the layer imports at
+/// that image's first present. No other WSI can take the surface over
+/// then, so it is lost: a later present or acquire answers
+/// `VK_ERROR_SURFACE_LOST_KHR`, with one log line, and nothing hangs.
+pub fn refused_deferred_buffer_loses_the_surface() -> Outcome {
+    if let Some(why) = prerequisites(&[Source::Udmabuf]) {
+        return missing(why);
+    }
+    let r = run_with(
+        Fault::RefuseImportsFrom(2),
+        "fifo",
+        20,
+        Some(5000),
+        &[(DEFERRED_VAR, "1")],
+    )?;
+    check(r.report["created"] == json!(true), || r.context())?;
+    let results = r.results();
+    check(results.last() == Some(&"ERROR_SURFACE_LOST_KHR"), || {
+        r.context()
+    })?;
+    check(r.presented() >= 1 && r.seen.refused == 1, || r.context())?;
+    let said = r
+        .stderr
+        .matches("zwp_linux_buffer_params_v1.failed")
+        .count();
+    check(said == 1, || format!("said {said} times: {}", r.context()))?;
+    // Created, so the refused import came after vkCreateSwapchainKHR's
+    // roundtrip: an image bound at its first acquire.
+    check(
+        number(&r.stats, &["wayland", "lost"]) >= 1
+            && number(&r.stats, &["swapchains", "images_bound_at_acquire"]) >= 1,
+        || r.stats.to_string(),
+    )?;
+    eprintln!(
+        "{} frames presented, then {:?}; {} commits shown, {} import refused",
+        r.presented(),
+        &results[r.presented()..],
+        r.seen.committed,
+        r.seen.refused
+    );
     Ok(Completion::Completed)
 }
 
@@ -334,8 +393,17 @@ pub fn child() -> ChildResult<Value> {
     let frames: u64 = std::env::var(FRAMES_VAR)?.parse()?;
     // SAFETY: the application's display and surface outlive `vk`, which is
     // dropped first.
-    let vk = unsafe { Vk::new(app.display_ptr(), app.surface_ptr())? };
-    let mut chain = match Chain::new(&vk, mode, SIZE) {
+    let deferred = std::env::var_os(DEFERRED_VAR).is_some();
+    let (newer, flags) = if deferred {
+        (
+            Newer::Maintenance1,
+            vk::SwapchainCreateFlagsKHR::DEFERRED_MEMORY_ALLOCATION_EXT,
+        )
+    } else {
+        (Newer::None, vk::SwapchainCreateFlagsKHR::empty())
+    };
+    let vk = unsafe { Vk::with(app.display_ptr(), app.surface_ptr(), newer)? };
+    let mut chain = match Chain::with_flags(&vk, mode, SIZE, flags) {
         Ok(c) => c,
         Err(e) => return Ok(json!({ "created": false, "error": format!("{e:?}") })),
     };

@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 use crate::app::App;
 use crate::apps::{self, number, Layer, OUTPUT, RUN_LIMIT};
 use crate::common::child::Result as ChildResult;
-use crate::vulkan::{Chain, Extras, Vk};
+use crate::vulkan::{Chain, Extras, Newer, Vk};
 use crate::wire::{self, Message, Surface};
 use crate::{check, missing, this_binary, Outcome, Weston, CHILD_VAR, MODE_VAR};
 
@@ -183,7 +183,7 @@ pub fn child() -> ChildResult<Value> {
     let mode = crate::child_mode();
     let lock = Mutex::new(());
     // SAFETY: the application's display and surface outlive `vk`.
-    let vk = unsafe { Vk::with(app.display_ptr(), app.surface_ptr(), true)? };
+    let vk = unsafe { Vk::with(app.display_ptr(), app.surface_ptr(), Newer::PresentWait)? };
     let mut chain = Chain::new(&vk, mode, SIZE)?;
     let mut us = Vec::new();
     let mut waits = Vec::new();
@@ -272,7 +272,7 @@ pub fn lost_wait_child() -> ChildResult<Value> {
     let app = App::for_child()?;
     let lock = Mutex::new(());
     // SAFETY: the application's display and surface outlive `vk`.
-    let vk = unsafe { Vk::with(app.display_ptr(), app.surface_ptr(), true)? };
+    let vk = unsafe { Vk::with(app.display_ptr(), app.surface_ptr(), Newer::PresentWait)? };
     let mut chain = Chain::new(&vk, vk::PresentModeKHR::FIFO, SIZE)?;
     let mut us = Vec::new();
     let mut present = |chain: &mut Chain<'_>, id| -> ChildResult<()> {

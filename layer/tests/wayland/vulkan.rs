@@ -19,6 +19,19 @@ mod record;
 /// before it reuses that slot's acquire semaphore and command buffer.
 const SLOTS: usize = 2;
 
+/// The newer extensions a child's application enables beyond the surface
+/// and swapchain ones.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Newer {
+    None,
+    /// `VK_KHR_present_id`, `VK_KHR_present_wait` and
+    /// `VK_KHR_incremental_present`.
+    PresentWait,
+    /// `VK_EXT_swapchain_maintenance1` (and `VK_EXT_surface_maintenance1`),
+    /// for swapchains whose memory is deferred to the first acquire.
+    Maintenance1,
+}
+
 /// Instance, Wayland surface, device and queue.
 pub struct Vk {
     instance: ash::Instance,
@@ -41,18 +54,23 @@ impl Vk {
     /// of it, which outlive the returned value.
     pub unsafe fn new(display: *mut c_void, surface: *mut c_void) -> Result<Self> {
         // SAFETY: as the caller promises.
-        unsafe { Self::with(display, surface, false) }
+        unsafe { Self::with(display, surface, Newer::None) }
     }
 
-    /// [`Vk::new`], with `VK_KHR_present_id`, `VK_KHR_present_wait` and
-    /// `VK_KHR_incremental_present` enabled if `modern`.
+    /// [`Vk::new`], with the `newer` extensions enabled.
     ///
     /// # Safety
     /// As [`Vk::new`].
-    pub unsafe fn with(display: *mut c_void, surface: *mut c_void, modern: bool) -> Result<Self> {
+    pub unsafe fn with(display: *mut c_void, surface: *mut c_void, newer: Newer) -> Result<Self> {
         // SAFETY: loading the system's Vulkan loader, as any application does.
         let entry = unsafe { ash::Entry::load()? };
-        let exts = [ash::khr::surface::NAME, ash::khr::wayland_surface::NAME];
+        let mut exts = vec![ash::khr::surface::NAME, ash::khr::wayland_surface::NAME];
+        if newer == Newer::Maintenance1 {
+            exts.extend([
+                ash::khr::get_surface_capabilities2::NAME,
+                ash::ext::surface_maintenance1::NAME,
+            ]);
+        }
         let instance = create_instance(&entry, &exts, None)?;
         // SAFETY: everything below is made from this instance and destroyed
         // in `Drop` before it; the caller vouches for the Wayland handles.
@@ -73,8 +91,14 @@ impl Vk {
             let mut dev_exts = vec![ash::khr::swapchain::NAME.as_ptr()];
             let mut id = vk::PhysicalDevicePresentIdFeaturesKHR::default().present_id(true);
             let mut wait = vk::PhysicalDevicePresentWaitFeaturesKHR::default().present_wait(true);
+            let mut maintenance = vk::PhysicalDeviceSwapchainMaintenance1FeaturesEXT::default()
+                .swapchain_maintenance1(true);
             let mut info = vk::DeviceCreateInfo::default().queue_create_infos(&queues);
-            if modern {
+            if newer == Newer::Maintenance1 {
+                dev_exts.push(ash::ext::swapchain_maintenance1::NAME.as_ptr());
+                info = info.push_next(&mut maintenance);
+            }
+            if newer == Newer::PresentWait {
                 dev_exts.extend(
                     [
                         ash::khr::present_id::NAME,
@@ -95,7 +119,7 @@ impl Vk {
             )?;
             Ok(Self {
                 swapchain_fn: ash::khr::swapchain::Device::new(&instance, &device),
-                present_wait: modern
+                present_wait: (newer == Newer::PresentWait)
                     .then(|| ash::khr::present_wait::Device::new(&instance, &device)),
                 queue: device.get_device_queue(family, 0),
                 instance,
@@ -185,6 +209,16 @@ impl<'a> Chain<'a> {
     /// A swapchain of `size`×`size` pixels in `mode`, with the surface's
     /// minimum image count.
     pub fn new(vk: &'a Vk, mode: vk::PresentModeKHR, size: u32) -> Result<Self> {
+        Self::with_flags(vk, mode, size, vk::SwapchainCreateFlagsKHR::empty())
+    }
+
+    /// [`Chain::new`], created with `flags`.
+    pub fn with_flags(
+        vk: &'a Vk,
+        mode: vk::PresentModeKHR,
+        size: u32,
+        flags: vk::SwapchainCreateFlagsKHR,
+    ) -> Result<Self> {
         // SAFETY: queries and objects of the live device; everything is
         // destroyed by `Drop`.
         unsafe {
@@ -225,6 +259,7 @@ impl<'a> Chain<'a> {
             };
             let swapchain = vk.swapchain_fn.create_swapchain(
                 &vk::SwapchainCreateInfoKHR::default()
+                    .flags(flags)
                     .surface(vk.surface)
                     .min_image_count(caps.min_image_count)
                     .image_format(format.format)

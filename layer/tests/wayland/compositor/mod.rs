@@ -56,8 +56,9 @@ pub enum Fault {
     /// compositor still sampling it would) and releases it at once; the
     /// fence signals [`HOLD`] later.
     PendingReadFence,
-    /// Answers every dma-buf import with `zwp_linux_buffer_params_v1.failed`.
-    RefuseBuffers,
+    /// Answers this dma-buf import (counted from 1) and every later one
+    /// with `zwp_linux_buffer_params_v1.failed`.
+    RefuseImportsFrom(u32),
     /// Drops the client's connection when this commit (counted from 1)
     /// comes, without answering it.
     DisconnectAt(u64),
@@ -126,6 +127,7 @@ impl Compositor {
             held: Vec::new(),
             commits: 0,
             buffers: 0,
+            imports: 0,
         };
         let stopping = stop.clone();
         let thread = std::thread::Builder::new()
@@ -224,6 +226,8 @@ struct Server {
     commits: u64,
     /// Buffers made so far.
     buffers: u32,
+    /// `create_immed` requests so far.
+    imports: u32,
 }
 
 impl Server {
@@ -499,9 +503,12 @@ impl Dispatch<params::ZwpLinuxBufferParamsV1, Planes> for Server {
         match request {
             params::Request::Add { fd, offset, .. } => planes.push((fd, offset)),
             params::Request::CreateImmed { buffer_id, .. } => {
+                server.imports += 1;
+                let refused =
+                    matches!(server.fault, Fault::RefuseImportsFrom(n) if server.imports >= n);
                 let first = planes.drain(..).next();
                 match first {
-                    Some((fd, offset)) if server.fault != Fault::RefuseBuffers => {
+                    Some((fd, offset)) if !refused => {
                         server.buffers += 1;
                         let data = Arc::new(Buffer {
                             id: server.buffers,
