@@ -72,6 +72,17 @@ impl Run {
         self.results().iter().filter(|r| **r == "SUCCESS").count()
     }
 
+    /// The layer logged the compositor's refusal exactly once.
+    fn refusal_logged_once(&self) -> Result<(), Failed> {
+        let said = self
+            .stderr
+            .matches("zwp_linux_buffer_params_v1.failed")
+            .count();
+        check(said == 1, || {
+            format!("said {said} times: {}", self.context())
+        })
+    }
+
     fn context(&self) -> String {
         format!(
             "report {}; compositor {:?}; stderr: {}",
@@ -303,11 +314,7 @@ pub fn refused_buffers_fail_creation() -> Outcome {
         r.context()
     })?;
     check(r.seen.refused > 0 && r.seen.committed == 0, || r.context())?;
-    let said = r
-        .stderr
-        .matches("zwp_linux_buffer_params_v1.failed")
-        .count();
-    check(said == 1, || format!("said {said} times: {}", r.context()))?;
+    r.refusal_logged_once()?;
     check(
         number(&r.stats, &["wayland", "refused_buffers"]) == 1,
         || r.stats.to_string(),
@@ -337,11 +344,7 @@ pub fn refused_deferred_buffer_loses_the_surface() -> Outcome {
         r.context()
     })?;
     check(r.presented() >= 1 && r.seen.refused == 1, || r.context())?;
-    let said = r
-        .stderr
-        .matches("zwp_linux_buffer_params_v1.failed")
-        .count();
-    check(said == 1, || format!("said {said} times: {}", r.context()))?;
+    r.refusal_logged_once()?;
     // Created, so the refused import came after vkCreateSwapchainKHR's
     // roundtrip: an image bound at its first acquire.
     check(
